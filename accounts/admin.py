@@ -1,0 +1,32 @@
+from django.contrib import admin
+
+from .models import Company, Subscription
+
+
+class SubscriptionInline(admin.TabularInline):
+    model = Subscription
+    extra = 0
+    fields = ("name", "plan", "licensed_seats", "start_date", "end_date", "status", "deployment")
+    show_change_link = True
+
+
+@admin.register(Company)
+class CompanyAdmin(admin.ModelAdmin):
+    list_display = ("name", "crm_account_id", "segment", "csm", "customer_since", "sentiment")
+    list_filter = ("segment", "sentiment", "csm")
+    search_fields = ("name", "crm_account_id")
+    list_select_related = ("csm",)
+    raw_id_fields = ("parent", "csm", "sentiment_by")
+    readonly_fields = ("sentiment_by", "sentiment_at", "created_at", "updated_at")
+    show_full_result_count = False
+    inlines = [SubscriptionInline]
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = ("name", "company", "plan", "licensed_seats", "deployment", "status", "end_date")
+    list_filter = ("plan", "deployment", "status")
+    search_fields = ("name", "company__name", "company__crm_account_id")
+    list_select_related = ("company",)
+    raw_id_fields = ("company",)
+    show_full_result_count = False

@@ -1,0 +1,154 @@
+"""Companies (accounts), their subscriptions, and the CSMs who own them."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from .querysets import CompanyQuerySet, SubscriptionQuerySet
+
+
+class Segment(models.TextChoices):
+    STRATEGIC = "Strategic"
+    GROWTH = "Growth"
+    SCALE = "Scale"
+    DIGITAL = "Digital"
+
+
+CSM_OWNED_SEGMENTS = (Segment.STRATEGIC, Segment.GROWTH)
+
+
+class Sentiment(models.TextChoices):
+    RED = "Red"
+    YELLOW = "Yellow"
+    GREEN = "Green"
+
+
+class Plan(models.TextChoices):
+    FREE = "free", "Free"
+    STARTER = "starter", "Starter"
+    PREMIUM = "premium", "Premium"
+    ULTIMATE = "ultimate", "Ultimate"
+
+
+class SubscriptionStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"
+
+
+class Deployment(models.TextChoices):
+    SELF_MANAGED = "self-managed", "Self-managed"
+    SAAS = "saas", "SaaS"
+
+
+def _choices_check(field: str, choices: type[models.TextChoices], *, blank: bool = False) -> Q:
+    allowed = Q(**{f"{field}__in": choices.values})
+    return allowed | Q(**{field: ""}) if blank else allowed
+
+
+class Company(models.Model):
+    """A customer account (Gainsight "Company", Salesforce "Account")."""
+
+    name = models.CharField(max_length=255, db_index=True)
+    crm_account_id = models.CharField("CRM account id", max_length=64, unique=True)
+    csm = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name="CSM",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_companies",
+    )
+    segment = models.CharField(max_length=16, choices=Segment.choices)
+    customer_since = models.DateField(null=True, blank=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    sentiment = models.CharField(
+        "CSM sentiment", max_length=8, choices=Sentiment.choices, blank=True
+    )
+    sentiment_note = models.TextField(blank=True)
+    sentiment_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    sentiment_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CompanyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "companies"
+        ordering = ["name"]
+        permissions = [
+            ("set_sentiment", "Can set CSM sentiment on owned accounts"),
+            ("edit_any_account", "Can label and set sentiment on every account"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=_choices_check("segment", Segment), name="company_segment_valid"
+            ),
+            models.CheckConstraint(
+                condition=_choices_check("sentiment", Sentiment, blank=True),
+                name="company_sentiment_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(parent=models.F("id")), name="company_not_own_parent"
+            ),
+        ]
+        indexes = [models.Index(fields=["csm", "segment"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_csm_owned(self) -> bool:
+        return self.csm_id is not None and self.segment in CSM_OWNED_SEGMENTS
+
+
+class Subscription(models.Model):
+    """A Zuora-style subscription (e.g. ``A-S00012345``) that licenses seats to a company."""
+
+    name = models.CharField(max_length=64, unique=True)
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="subscriptions")
+    plan = models.CharField(max_length=16, choices=Plan.choices)
+    licensed_seats = models.PositiveIntegerField()
+    start_date = models.DateField(null=True, blank=True)
+    end_date = models.DateField(null=True, blank=True)
+    status = models.CharField(
+        max_length=16, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE
+    )
+    deployment = models.CharField(max_length=16, choices=Deployment.choices)
+    arr = models.DecimalField("ARR", max_digits=14, decimal_places=2, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SubscriptionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=_choices_check("plan", Plan), name="sub_plan_valid"),
+            models.CheckConstraint(
+                condition=_choices_check("status", SubscriptionStatus), name="sub_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=_choices_check("deployment", Deployment), name="sub_deployment_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(end_date__isnull=True)
+                | Q(start_date__isnull=True)
+                | Q(end_date__gte=models.F("start_date")),
+                name="sub_dates_ordered",
+            ),
+            models.CheckConstraint(
+                condition=Q(arr__isnull=True) | Q(arr__gte=0), name="sub_arr_not_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_plan_display()}, {self.licensed_seats} seats)"

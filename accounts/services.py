@@ -1,0 +1,160 @@
+"""Writes for accounts: CRM import and CSM sentiment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from .importers import CompanyRow, LicenseMappingRow, SubscriptionRow
+from .models import Company, Subscription
+
+
+@dataclass
+class ImportSummary:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[str] = field(default_factory=list)
+    attached_pings: int = 0
+
+
+def companies_import(*, rows: list[CompanyRow]) -> ImportSummary:
+    """Create or update companies by CRM account id; an unknown CSM username is an error line."""
+    summary = ImportSummary()
+    users = {
+        u.username: u
+        for u in get_user_model().objects.filter(username__in={r.csm for r in rows if r.csm})
+    }
+    existing = Company.objects.in_bulk(
+        [r.crm_account_id for r in rows], field_name="crm_account_id"
+    )
+    with transaction.atomic():
+        for row in rows:
+            if row.csm and row.csm not in users:
+                summary.errors.append(f"line {row.line}: csm {row.csm!r} is not a known username")
+                continue
+            values = {
+                "name": row.name,
+                "segment": row.segment,
+                "csm": users.get(row.csm),
+                "customer_since": row.customer_since,
+            }
+            company = existing.get(row.crm_account_id)
+            if company is None:
+                existing[row.crm_account_id] = Company.objects.create(
+                    crm_account_id=row.crm_account_id, **values
+                )
+                summary.created += 1
+            elif _assign(company, values):
+                company.save()
+                summary.updated += 1
+            else:
+                summary.unchanged += 1
+    return summary
+
+
+def subscriptions_import(*, rows: list[SubscriptionRow]) -> ImportSummary:
+    """Create or update subscriptions by name, then attach pings that were waiting for them."""
+    from instances.services import subscription_attach_waiting
+
+    summary = ImportSummary()
+    companies = Company.objects.in_bulk(
+        {r.crm_account_id for r in rows}, field_name="crm_account_id"
+    )
+    existing = Subscription.objects.in_bulk([r.name for r in rows], field_name="name")
+    with transaction.atomic():
+        for row in rows:
+            company = companies.get(row.crm_account_id)
+            if company is None:
+                summary.errors.append(
+                    f"line {row.line}: crm_account_id {row.crm_account_id!r} is not a known company"
+                )
+                continue
+            values = {
+                "company": company,
+                "plan": row.plan,
+                "licensed_seats": row.licensed_seats,
+                "start_date": row.start_date,
+                "end_date": row.end_date,
+                "status": row.status,
+                "deployment": row.deployment,
+                "arr": row.arr,
+            }
+            sub = existing.get(row.name)
+            if sub is None:
+                sub = existing[row.name] = Subscription.objects.create(name=row.name, **values)
+                summary.created += 1
+            elif _assign(sub, values):
+                sub.save()
+                summary.updated += 1
+            else:
+                summary.unchanged += 1
+            summary.attached_pings += subscription_attach_waiting(subscription=sub)
+    return summary
+
+
+def license_mappings_import(*, rows: list[LicenseMappingRow], by=None) -> ImportSummary:
+    """GitLab's ``license_md5,zuora_subscription_id`` file: map (and attach) each license."""
+    from instances.models import License, MappingSource
+    from instances.services import license_map
+
+    summary = ImportSummary()
+    subs = Subscription.objects.in_bulk({r.subscription_name for r in rows}, field_name="name")
+    licenses = License.objects.in_bulk([r.license_md5 for r in rows], field_name="md5")
+    with transaction.atomic():
+        for row in rows:
+            sub = subs.get(row.subscription_name)
+            if sub is None:
+                summary.errors.append(
+                    f"line {row.line}: subscription {row.subscription_name!r} is not known"
+                )
+                continue
+            lic = licenses.get(row.license_md5)
+            if lic is None:
+                lic = licenses[row.license_md5] = License.objects.create(
+                    md5=row.license_md5, first_seen_at=None
+                )
+                summary.created += 1
+            elif lic.subscription_id == sub.id:
+                summary.unchanged += 1
+                continue
+            else:
+                summary.updated += 1
+            summary.attached_pings += license_map(
+                license=lic, subscription=sub, by=by, via=MappingSource.IMPORT
+            )
+    return summary
+
+
+def _assign(obj, values: dict) -> bool:
+    changed = False
+    for name, value in values.items():
+        if getattr(obj, name) != value:
+            setattr(obj, name, value)
+            changed = True
+    return changed
+
+
+def sentiment_set(*, company: Company, sentiment: str, note: str, by) -> Company:
+    """Record the CSM's sentiment with note, author and time, and refresh the scores."""
+    from scoring.tasks import refresh_companies
+
+    company.sentiment = sentiment
+    company.sentiment_note = note
+    company.sentiment_by = by
+    company.sentiment_at = timezone.now()
+    with transaction.atomic():
+        company.save(
+            update_fields=[
+                "sentiment",
+                "sentiment_note",
+                "sentiment_by",
+                "sentiment_at",
+                "updated_at",
+            ]
+        )
+        transaction.on_commit(lambda: refresh_companies.delay([company.id], "sentiment"))
+    return company

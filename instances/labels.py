@@ -1,0 +1,141 @@
+"""Label changes: recorded at once, applied after the refresh delay (product.md §4).
+
+``label_change_request`` records an edit as *pending*; reports keep using the applied value until
+``effective_at``. ``label_change_apply`` claims a pending change with one conditional UPDATE, so
+the scheduled task, the beat sweep and ops' "apply now" can race without applying anything twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from .models import (
+    HealthInclusion,
+    Instance,
+    InstanceType,
+    LabelChange,
+    LabelChangeStatus,
+    LabelField,
+)
+
+FIELD_CHOICES = {
+    LabelField.INSTANCE_TYPE: InstanceType,
+    LabelField.HEALTH_INCLUSION: HealthInclusion,
+}
+
+
+def refresh_delay() -> timedelta:
+    return settings.LABEL_REFRESH_DELAY
+
+
+def label_change_request(
+    *,
+    instance: Instance,
+    field: str,
+    value: str,
+    by=None,
+    author: str = "",
+    delay: timedelta | None = None,
+    now: datetime | None = None,
+    schedule: bool = True,
+) -> LabelChange | None:
+    """Record an edit of ``field`` on ``instance``; returns the new change, or None if a no-op.
+
+    A newer edit supersedes a pending one (and restarts the clock); an edit back to the applied
+    value cancels the pending one (recorded as a cancelled change by its author).
+    """
+    choices = FIELD_CHOICES.get(field)
+    if choices is None:
+        raise ValidationError(f"{field!r} is not a label field")
+    if value not in choices.values:
+        raise ValidationError(f"{value!r} is not a valid {LabelField(field).label.lower()}")
+    now = now or timezone.now()
+    delay = refresh_delay() if delay is None else delay
+    author = author or (by.get_username() if by is not None else "system")
+    person = by if by is not None and getattr(by, "is_authenticated", False) else None
+
+    with transaction.atomic():
+        instance = Instance.objects.select_for_update().get(pk=instance.pk)
+        applied = getattr(instance, field)
+        pending = LabelChange.objects.pending().filter(instance=instance, field=field).first()
+        if value == applied and pending is None:
+            return None
+        if pending is not None:
+            if pending.new_value == value:
+                return pending  # the same edit again changes nothing, nor restarts the clock
+            pending.status = (
+                LabelChangeStatus.CANCELLED if value == applied else LabelChangeStatus.SUPERSEDED
+            )
+            pending.closed_at = now
+            pending.save(update_fields=["status", "closed_at"])
+        change = LabelChange.objects.create(
+            instance=instance,
+            field=field,
+            old_value=applied,
+            new_value=value,
+            requested_by=person,
+            author=author[:150],
+            requested_at=now,
+            effective_at=now if value == applied else now + delay,
+            status=LabelChangeStatus.CANCELLED if value == applied else LabelChangeStatus.PENDING,
+            closed_at=now if value == applied else None,
+        )
+        if pending is not None:
+            pending.superseded_by = change
+            pending.save(update_fields=["superseded_by"])
+        if schedule and change.is_pending:
+            _schedule(change)
+    return change
+
+
+def _schedule(change: LabelChange) -> None:
+    from scoring.tasks import apply_label_change
+
+    change_id, eta = change.id, change.effective_at
+    transaction.on_commit(lambda: apply_label_change.apply_async((change_id,), eta=eta))
+
+
+def label_change_apply(
+    *, change_id: int, via: str, by=None, now: datetime | None = None, force: bool = False
+) -> bool:
+    """Apply one pending change if due (or ``force``: ops' apply-now); True if applied here."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = LabelChange.objects.pending().filter(pk=change_id)
+        if not force:
+            due = due.filter(effective_at__lte=now)
+        claimed = due.update(
+            status=LabelChangeStatus.APPLIED,
+            applied_at=now,
+            applied_via=via,
+            applied_by=by if by is not None and getattr(by, "is_authenticated", False) else None,
+        )
+        if not claimed:
+            return False
+        change = LabelChange.objects.select_related("instance").get(pk=change_id)
+        updates = {change.field: change.new_value}
+        if change.field == LabelField.INSTANCE_TYPE:
+            updates["labeled_by_person"] = change.requested_by_id is not None or (
+                change.instance.labeled_by_person
+            )
+        Instance.objects.filter(pk=change.instance_id).update(**updates)
+        company_id = change.instance.company_id
+        if company_id:
+            from scoring.tasks import refresh_companies
+
+            transaction.on_commit(
+                lambda: refresh_companies.delay([company_id], "label change applied")
+            )
+    return True
+
+
+def label_changes_apply_due(*, now: datetime | None = None) -> int:
+    """The sweep: apply every change whose effective time has passed. Returns how many."""
+    now = now or timezone.now()
+    ids = list(LabelChange.objects.due(now).order_by("effective_at").values_list("id", flat=True))
+    return sum(label_change_apply(change_id=i, via="sweep", now=now) for i in ids)

@@ -1,0 +1,622 @@
+"""Turn a Service Ping request body into plain, validated data.
+
+Pure functions over bytes and JSON values: no ORM, no settings. Two layers:
+
+- `decode_body` handles transport (size limit, gzip, BOM, JSON) and raises `PayloadError`, which
+  carries the HTTP status to answer with.
+- `parse_ping` (and `parse_ping_error`, `parse_ping_metadata` for the companion endpoints) reads a
+  decoded payload and raises `PingRejected` with a reason a person can act on.
+
+Metric values follow `../shared/spec/service-ping.md`: GitLab's failure sentinels, absent keys and
+anything that is not a plausible count become `None` (stored as NULL), never 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import orjson
+
+from instances.metrics import METRICS, SENTINELS
+
+__all__ = [
+    "MAX_LENGTHS",
+    "ParsedPing",
+    "PayloadError",
+    "PingError",
+    "PingMetadata",
+    "PingRejected",
+    "MetricTiming",
+    "decode_body",
+    "flatten",
+    "parse_ping",
+    "parse_ping_error",
+    "parse_ping_metadata",
+    "parse_timestamp",
+    "parse_version",
+]
+
+INT64_MAX = 2**63 - 1
+# Longest text kept per field, matching the database columns. An over-long uuid or hostname means
+# a broken sender and refuses the ping; any other over-long field is treated as garbage (None).
+MAX_LENGTHS: dict[str, int] = {
+    "uuid": 64,
+    "hostname": 255,
+    "version": 64,
+    "edition": 16,
+    "license_md5": 32,
+    "license_sha256": 64,
+    "license_subscription_id": 64,
+    "license_id": 64,
+    "license_plan": 32,
+    "licensee_company": 255,
+    "installation_type": 64,
+    "message": 10_000,
+    "metric_name": 255,
+}
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_UTF8_BOM = b"\xef\xbb\xbf"
+_GZIP_ENCODINGS = frozenset({"gzip", "x-gzip"})
+_IDENTITY_ENCODINGS = frozenset({"", "identity"})
+# Bounded output per zlib call keeps a bomb's peak memory near max_bytes, not a multiple of it.
+_INFLATE_CHUNK = 1024 * 1024
+_MISSING = object()
+
+_VERSION_RE = re.compile(r"\s*v?(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?")
+# Ruby's Time#to_s ("2020-04-17 07:43:54 UTC", "... +0200") puts a space before the zone.
+_TRAILING_ZONE_RE = re.compile(r"\s+(UTC|GMT|Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+
+
+class PingRejected(ValueError):
+    """A decoded payload that is not a usable Service Ping; `reason` says why, for a person."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PayloadError(ValueError):
+    """A request body that cannot be decoded; `status` is the HTTP status to answer with.
+
+    400 malformed gzip/UTF-8/JSON, 413 too large (raw or decompressed), 415 unsupported encoding.
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------------------------------
+# Transport
+
+
+def decode_body(raw: bytes, *, content_encoding: str | None, max_bytes: int) -> object:
+    """Decode a request body (or uploaded file) into a JSON value.
+
+    Gunzips when `content_encoding` is gzip or the bytes start with the gzip magic, streaming with
+    a hard cap of `max_bytes` decompressed bytes. Strips a UTF-8 BOM. Integers beyond 64 bits parse
+    (as Python ints or floats) rather than fail; `parse_ping` later turns them into None.
+
+    Raises `PayloadError`: 413 when `raw` or its decompressed form exceeds `max_bytes`, 415 for a
+    Content-Encoding other than gzip/identity, 400 for broken gzip, invalid UTF-8 or invalid JSON
+    (with the decoder's message and position).
+    """
+    if len(raw) > max_bytes:
+        raise PayloadError(413, f"body is {len(raw)} bytes, over the limit of {max_bytes} bytes")
+    encoding = (content_encoding or "").strip().lower()
+    if encoding in _GZIP_ENCODINGS or raw[:2] == _GZIP_MAGIC:
+        data: bytes | bytearray | memoryview = _gunzip(raw, max_bytes=max_bytes)
+    elif encoding in _IDENTITY_ENCODINGS:
+        data = raw
+    else:
+        raise PayloadError(
+            415, f"unsupported Content-Encoding {content_encoding!r}: send gzip or no encoding"
+        )
+    if data[:3] == _UTF8_BOM:
+        data = memoryview(data)[3:]
+    return _loads(data)
+
+
+def _gunzip(raw: bytes, *, max_bytes: int) -> bytearray:
+    """Inflate one or more concatenated gzip members, refusing output beyond `max_bytes`."""
+    out = bytearray()
+    pending = raw
+    while pending:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            while not inflater.eof:
+                room = min(_INFLATE_CHUNK, max_bytes + 1 - len(out))
+                chunk = inflater.decompress(pending, room)
+                out += chunk
+                if len(out) > max_bytes:
+                    raise PayloadError(
+                        413, f"decompressed body exceeds the limit of {max_bytes} bytes"
+                    )
+                progressed = chunk or len(inflater.unconsumed_tail) != len(pending)
+                pending = inflater.unconsumed_tail
+                if not progressed:
+                    raise PayloadError(400, "gzip stream is truncated")
+        except zlib.error as exc:
+            raise PayloadError(400, f"body is not valid gzip: {exc}") from None
+        pending = inflater.unused_data
+    return out
+
+
+def _loads(data: bytes | bytearray | memoryview) -> object:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if "utf-8" in exc.msg.lower():
+            raise PayloadError(400, _utf8_error(data)) from None
+        if "number" not in exc.msg.lower():
+            raise PayloadError(400, f"malformed JSON: {exc}") from None
+    # orjson refuses (or, by version, rounds) numbers outside 64-bit/double range; the standard
+    # library parses them exactly, and the ping parser nulls them later.
+    try:
+        return json.loads(
+            bytes(data).decode("utf-8"), parse_int=_parse_int, parse_constant=_reject_constant
+        )
+    except json.JSONDecodeError as exc:
+        raise PayloadError(400, f"malformed JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError(400, f"malformed JSON: {exc}") from None
+
+
+def _parse_int(text: str) -> int | float:
+    # Past Python's digit limit for int() a number cannot be a count; infinity keeps it a number
+    # (so the body still parses) that parse_ping turns into None.
+    try:
+        return int(text)
+    except ValueError:
+        return -math.inf if text.startswith("-") else math.inf
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _utf8_error(data: bytes | bytearray | memoryview) -> str:
+    try:
+        bytes(data).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"body is not valid UTF-8: {exc.reason} at byte {exc.start}"
+    return "body is not valid UTF-8"
+
+
+# --------------------------------------------------------------------------------------------------
+# Service Ping
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedPing:
+    """The fields of a Service Ping that Usage Portal stores.
+
+    `metrics` has every name in `instances.metrics.METRIC_NAMES`; a value is an int or float >= 0,
+    or None when unknown. `not_numeric` names the metrics whose leaf was present but unusable
+    (text, booleans, objects, negatives, NaN/inf, beyond 64 bits); GitLab's sentinels and nulls
+    mean unknown and are not listed.
+    """
+
+    uuid: str
+    hostname: str
+    version: str | None
+    version_tuple: tuple[int, int, int] | None
+    edition: str | None
+    recorded_at: datetime
+    license_md5: str | None
+    license_sha256: str | None
+    license_subscription_id: str | None
+    license_id: str | None
+    license_plan: str | None
+    license_trial: bool | None
+    license_starts_at: date | None
+    license_expires_at: date | None
+    licensee_company: str | None
+    installation_type: str | None
+    metrics: dict[str, int | float | None]
+    not_numeric: tuple[str, ...]
+    collected_data_categories: tuple[str, ...]
+
+    @property
+    def billable_users(self) -> int | float | None:
+        return self.metrics["billable_users"]
+
+    @property
+    def licensed_users(self) -> int | float | None:
+        return self.metrics["licensed_users"]
+
+    @property
+    def active_users(self) -> int | float | None:
+        return self.metrics["active_users"]
+
+    @property
+    def historical_max_users(self) -> int | float | None:
+        return self.metrics["historical_max_users"]
+
+
+# (metric name, key paths split into parts), built once: parse_ping runs per ping at ingest rate.
+_METRIC_PATHS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = tuple(
+    (m.name, tuple(tuple(path.split(".")) for path in m.key_paths)) for m in METRICS
+)
+
+
+def parse_ping(payload: object) -> ParsedPing:
+    """Validate a decoded Service Ping and extract identity, license and metrics.
+
+    Refuses (PingRejected) a payload that is not a JSON object, has no non-empty string `uuid`, has
+    a `recorded_at` that is missing or not an ISO 8601 / Ruby timestamp, a non-string `version` or
+    `hostname`, or an over-long uuid/hostname. Everything else is lenient: malformed optional fields
+    become None. A missing hostname is "". A naive `recorded_at` is taken as UTC.
+    """
+    if not isinstance(payload, dict):
+        raise PingRejected(f"payload is {_describe(payload)}, not an object")
+
+    uuid = _required_identity(payload, "uuid")
+    hostname = _optional_identity(payload, "hostname")
+    recorded_at = _parse_recorded_at(payload.get("recorded_at", _MISSING))
+    version = payload.get("version")
+    if version is not None and not isinstance(version, str):
+        raise PingRejected(f"version must be a string, not {_describe(version)}")
+    version = _text(version, MAX_LENGTHS["version"])
+
+    metrics, not_numeric = _resolve_metrics(payload)
+    settings = payload.get("settings")
+    plan = _text(payload.get("license_plan"), MAX_LENGTHS["license_plan"])
+    trial = payload.get("license_trial")
+    return ParsedPing(
+        uuid=uuid,
+        hostname=hostname,
+        version=version,
+        version_tuple=parse_version(version),
+        edition=_text(payload.get("edition"), MAX_LENGTHS["edition"]),
+        recorded_at=recorded_at,
+        license_md5=_field(payload, "license_md5"),
+        license_sha256=_field(payload, "license_sha256"),
+        license_subscription_id=_field(payload, "license_subscription_id"),
+        license_id=_field(payload, "license_id"),
+        license_plan=plan.lower() if plan else None,
+        license_trial=trial if isinstance(trial, bool) else None,
+        license_starts_at=_parse_date(payload.get("license_starts_at")),
+        license_expires_at=_parse_date(payload.get("license_expires_at")),
+        licensee_company=_company(payload.get("licensee")),
+        installation_type=_field(payload, "installation_type"),
+        metrics=metrics,
+        not_numeric=not_numeric,
+        collected_data_categories=_categories(settings),
+    )
+
+
+def _resolve_metrics(payload: dict) -> tuple[dict[str, int | float | None], tuple[str, ...]]:
+    metrics: dict[str, int | float | None] = {}
+    not_numeric: list[str] = []
+    for name, paths in _METRIC_PATHS:
+        leaf = _MISSING
+        for parts in paths:
+            leaf = _walk(payload, parts)
+            if leaf is not _MISSING:
+                break
+        if leaf is _MISSING:
+            metrics[name] = None
+            continue
+        value, junk = _metric_value(leaf)
+        metrics[name] = value
+        if junk:
+            not_numeric.append(name)
+    return metrics, tuple(not_numeric)
+
+
+def _walk(node: Any, parts: tuple[str, ...]) -> Any:
+    """The value at `parts`, or _MISSING; a null leaf counts as missing so a fallback can apply."""
+    for part in parts:
+        if type(node) is not dict:
+            return _MISSING
+        node = node.get(part, _MISSING)
+        if node is _MISSING:
+            return _MISSING
+    return _MISSING if node is None else node
+
+
+def _metric_value(leaf: Any) -> tuple[int | float | None, bool]:
+    """(value, junk): value is a count in [0, 2**63-1] or None.
+
+    junk is True when the leaf is None for a reason other than one of GitLab's sentinels.
+    """
+    kind = type(leaf)
+    if kind is int:
+        if 0 <= leaf <= INT64_MAX:
+            return leaf, False
+        return None, leaf not in SENTINELS
+    if kind is float:
+        if math.isfinite(leaf) and 0.0 <= leaf <= INT64_MAX:
+            return leaf, False
+        return None, leaf not in SENTINELS
+    if kind is dict and _is_sentinel_histogram(leaf):
+        return None, False
+    return None, True
+
+
+def _is_sentinel_histogram(leaf: dict) -> bool:
+    # GitLab reports a failed histogram as {"-1": -1} (key and value both the sentinel).
+    if len(leaf) != 1:
+        return False
+    ((key, value),) = leaf.items()
+    return type(value) is int and value in SENTINELS and key == str(value)
+
+
+def _required_identity(payload: dict, key: str) -> str:
+    value = payload.get(key)
+    if value is None:
+        raise PingRejected(f"missing {key}")
+    if not isinstance(value, str):
+        raise PingRejected(f"{key} must be a string, not {_describe(value)}")
+    value = value.strip()
+    if not value:
+        raise PingRejected(f"missing {key} (empty string)")
+    _check_identity_text(key, value)
+    return value
+
+
+def _optional_identity(payload: dict, key: str) -> str:
+    value = payload.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise PingRejected(f"{key} must be a string, not {_describe(value)}")
+    value = value.strip()
+    _check_identity_text(key, value)
+    return value
+
+
+def _check_identity_text(key: str, value: str) -> None:
+    limit = MAX_LENGTHS[key]
+    if len(value) > limit:
+        raise PingRejected(f"{key} is {len(value)} characters long, over the limit of {limit}")
+    if "\x00" in value:
+        raise PingRejected(f"{key} contains a NUL character")
+
+
+def _text(value: object, max_length: int) -> str | None:
+    """A stripped, non-empty, storable string of at most `max_length` characters, else None."""
+    if type(value) is int:
+        # license_id is a database id (an integer) in real payloads; ids are kept as text.
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value or len(value) > max_length or "\x00" in value:
+        return None
+    return value
+
+
+def _field(payload: dict, key: str) -> str | None:
+    return _text(payload.get(key), MAX_LENGTHS[key])
+
+
+def _company(licensee: object) -> str | None:
+    if not isinstance(licensee, dict):
+        return None
+    return _text(licensee.get("Company"), MAX_LENGTHS["licensee_company"])
+
+
+def _categories(settings: object) -> tuple[str, ...]:
+    if not isinstance(settings, dict):
+        return ()
+    categories = settings.get("collected_data_categories")
+    if not isinstance(categories, list):
+        return ()
+    return tuple(c for c in categories if isinstance(c, str))
+
+
+def _parse_recorded_at(value: object) -> datetime:
+    if value is _MISSING or value is None:
+        raise PingRejected("missing recorded_at")
+    if not isinstance(value, str):
+        raise PingRejected(f"recorded_at must be a string, not {_describe(value)}")
+    parsed = parse_timestamp(value)
+    if parsed is None:
+        raise PingRejected(f"recorded_at {value[:64]!r} is not an ISO 8601 timestamp")
+    return parsed
+
+
+def parse_timestamp(value: str) -> datetime | None:
+    """Parse an ISO 8601 or Ruby `Time#to_s` timestamp into an aware UTC datetime, else None.
+
+    Accepts "2020-04-17T07:43:54.162+00:00", "2020-04-17T07:43:54.162Z", "2020-04-17 07:43:54 UTC"
+    and "2020-04-17 07:43:54 +0200"; a timestamp without a zone is taken as UTC. A bare date is not
+    a timestamp.
+    """
+    text = value.strip()
+    match = _TRAILING_ZONE_RE.search(text)
+    if match:
+        zone = match.group(1).upper()
+        offset = "+00:00" if zone in {"UTC", "GMT", "Z"} else zone
+        text = text[: match.start()] + offset
+    if len(text) <= 10:  # date only: fromisoformat would accept it as midnight
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        return None
+
+
+def _parse_date(value: object) -> date | None:
+    """A license date: "2020-01-01", or a timestamp reduced to its UTC date; else None."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        pass
+    parsed = parse_timestamp(text)
+    return parsed.date() if parsed else None
+
+
+def parse_version(version: str | None) -> tuple[int, int, int] | None:
+    """(major, minor, patch) from "15.4.2-ee", "12.10.0-pre" or "16.9" (patch 0), else None."""
+    if not version:
+        return None
+    match = _VERSION_RE.match(version)
+    if not match:
+        return None
+    major, minor, patch = match.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
+def _describe(value: object) -> str:
+    """How a JSON value reads in a rejection reason."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int | float):
+        return "a number"
+    return type(value).__name__
+
+
+# --------------------------------------------------------------------------------------------------
+# Flattening (for inspection and tests; parse_ping walks paths directly)
+
+
+def flatten(payload: object) -> dict[str, object]:
+    """Dotted-path → leaf for every leaf of a JSON value.
+
+    Arrays and empty objects are leaves; non-empty objects are descended into. A non-object
+    top-level value is returned under the key "".
+    """
+    return dict(_leaves(payload, ""))
+
+
+def _leaves(node: object, prefix: str) -> Iterator[tuple[str, object]]:
+    if isinstance(node, dict) and node:
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, node
+
+
+# --------------------------------------------------------------------------------------------------
+# Companion endpoints
+
+
+@dataclass(frozen=True, slots=True)
+class PingError:
+    """A `/usage_ping_errors` report: the instance could not build its Service Ping."""
+
+    uuid: str | None
+    hostname: str
+    version: str | None
+    version_tuple: tuple[int, int, int] | None
+    time: datetime | None
+    message: str
+    elapsed: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricTiming:
+    """How long an instance took to compute one metric (seconds)."""
+
+    name: str
+    time_elapsed: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PingMetadata:
+    """A `/usage_ping_metadata` report; entries without a string name are counted in `skipped`."""
+
+    uuid: str | None
+    metrics: tuple[MetricTiming, ...]
+    skipped: int
+
+
+def parse_ping_error(payload: object) -> PingError:
+    """Read `{"error": {time, uuid, hostname, version, message, elapsed}}`.
+
+    Refuses a payload that is not an object or whose `error` is missing or not an object; inner
+    fields are optional: malformed ones become None ("" for hostname and message); the message is
+    truncated to MAX_LENGTHS["message"] characters.
+    """
+    body = _wrapped(payload, "error")
+    version = _text(body.get("version"), MAX_LENGTHS["version"])
+    time = body.get("time")
+    message = body.get("message")
+    return PingError(
+        uuid=_text(body.get("uuid"), MAX_LENGTHS["uuid"]),
+        hostname=_text(body.get("hostname"), MAX_LENGTHS["hostname"]) or "",
+        version=version,
+        version_tuple=parse_version(version),
+        time=parse_timestamp(time) if isinstance(time, str) else None,
+        message=_message(message),
+        elapsed=_seconds(body.get("elapsed")),
+    )
+
+
+def parse_ping_metadata(payload: object) -> PingMetadata:
+    """Read `{"metadata": {uuid, metrics: [{name, time_elapsed}]}}`.
+
+    Refuses a payload that is not an object or whose `metadata` is missing or not an object, or
+    whose `metrics` is present but not an array.
+    """
+    body = _wrapped(payload, "metadata")
+    entries = body.get("metrics")
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):
+        raise PingRejected(f"metadata.metrics must be an array, not {_describe(entries)}")
+    timings = []
+    for entry in entries:
+        if isinstance(entry, dict) and (
+            name := _text(entry.get("name"), MAX_LENGTHS["metric_name"])
+        ):
+            elapsed = _seconds(entry.get("time_elapsed"))
+            timings.append(MetricTiming(name=name, time_elapsed=elapsed))
+    return PingMetadata(
+        uuid=_text(body.get("uuid"), MAX_LENGTHS["uuid"]),
+        metrics=tuple(timings),
+        skipped=len(entries) - len(timings),
+    )
+
+
+def _message(value: object) -> str:
+    # An error message is kept even when long or odd: truncated, without NULs (unstorable).
+    if not isinstance(value, str):
+        return ""
+    return value.replace("\x00", "")[: MAX_LENGTHS["message"]]
+
+
+def _wrapped(payload: object, key: str) -> dict:
+    if not isinstance(payload, dict):
+        raise PingRejected(f"payload is {_describe(payload)}, not an object")
+    if key not in payload:
+        raise PingRejected(f"missing {key}")
+    body = payload[key]
+    if not isinstance(body, dict):
+        raise PingRejected(f"{key} must be an object, not {_describe(body)}")
+    return body
+
+
+def _seconds(value: object) -> float | None:
+    if type(value) in (int, float) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return None

@@ -1,0 +1,106 @@
+"""Pure reading of the weekly SaaS namespace export (CSV or JSON rows)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+
+import orjson
+
+from .metrics import METRIC_NAMES, SEAT_METRICS
+from .parsing import PingRejected
+
+REQUIRED_COLUMNS = ("namespace_id", "namespace_path", "subscription_name", "snapshot_date")
+#: Export column → metric; every other metric name is read from the column of the same name.
+SEAT_COLUMNS = {"seats": "licensed_users", "seats_in_use": "billable_users"}
+USAGE_COLUMNS = tuple(name for name in METRIC_NAMES if name not in SEAT_METRICS)
+
+
+@dataclass(frozen=True, slots=True)
+class SaasRow:
+    namespace_id: int
+    namespace_path: str
+    subscription_name: str
+    recorded_at: datetime
+    metrics: dict[str, int | None]
+    line: int
+
+
+def read_rows(data: bytes, *, filename: str) -> Iterator[tuple[int, dict]]:
+    """(line number, row dict) for a CSV (header row) or JSON (array of objects) export."""
+    text = data.decode("utf-8-sig")
+    if filename.lower().endswith(".json") or text.lstrip().startswith("["):
+        try:
+            rows = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise PingRejected(f"not valid JSON: {exc}") from exc
+        if not isinstance(rows, list):
+            raise PingRejected("a JSON export must be an array of objects")
+        for index, row in enumerate(rows, start=1):
+            yield index, row
+        return
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise PingRejected(f"missing column(s): {', '.join(missing)}")
+    for row in reader:
+        yield reader.line_num, row
+
+
+def parse_saas_row(row: object, *, line: int) -> SaasRow:
+    """Validate one namespace row; raises PingRejected naming the field and the problem."""
+    if not isinstance(row, dict):
+        raise PingRejected(f"row {line} is not an object")
+    namespace_id = _count(row.get("namespace_id"))
+    if namespace_id is None or namespace_id <= 0:
+        raise PingRejected(f"row {line}: namespace_id must be a positive whole number")
+    subscription = str(row.get("subscription_name") or "").strip()
+    snapshot = _date(row.get("snapshot_date"))
+    if snapshot is None:
+        raise PingRejected(f"row {line}: snapshot_date must be an ISO date (YYYY-MM-DD)")
+    metrics: dict[str, int | None] = dict.fromkeys(METRIC_NAMES)
+    for column, metric in SEAT_COLUMNS.items():
+        metrics[metric] = _count(row.get(column))
+    for name in USAGE_COLUMNS:
+        metrics[name] = _count(row.get(name))
+    return SaasRow(
+        namespace_id=namespace_id,
+        namespace_path=str(row.get("namespace_path") or "").strip()[:255],
+        subscription_name=subscription[:64],
+        recorded_at=datetime.combine(snapshot, time(0, 0), tzinfo=UTC),
+        metrics=metrics,
+        line=line,
+    )
+
+
+def _count(value: object) -> int | None:
+    """A non-negative whole number, or None for blanks, sentinels and junk."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            return None
+        try:
+            value = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            return None
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")) or not value.is_integer():
+            return None
+        value = int(value)
+    if not isinstance(value, int) or value < 0 or value > 2**63 - 1:
+        return None
+    return value
+
+
+def _date(value: object) -> date | None:
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,707 @@
+"""The health-scoring methodology as pure functions over plain data.
+
+Implements ``shared/spec/methodology.md``: which instances count, how their pings combine, each
+measure's value and colour, the use-case, product-usage and overall roll-ups, and the API shape.
+Every threshold and weight comes from a :class:`~scoring.schemes.Scheme`; nothing here is a
+business constant. No Django, no I/O: callers load :class:`CompanyInputs` and store the
+:class:`Scorecard` (``to_dict()`` is JSON-safe, ``from_dict()`` restores it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import lru_cache
+from typing import Any
+
+from .schemes import (
+    ADOPTION_USE_CASES,
+    GREEN,
+    LICENSED_SEATS,
+    METRICS,
+    NA,
+    RED,
+    USE_CASE_LABELS,
+    YELLOW,
+    AgeColumn,
+    Color,
+    MeasureSpec,
+    Scheme,
+    classify,
+)
+
+PRODUCTION = "production"
+OPT_OUT = "opt_out"
+# New SaaS namespaces are Production; one never labelled (blank/unknown) still counts as such.
+_SAAS_PRODUCTION_TYPES = frozenset({PRODUCTION, "unknown", ""})
+_SENTIMENTS = frozenset({RED, YELLOW, GREEN})
+_VERSION_RE = re.compile(r"(\d+)\.(\d+)")
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceCandidate:
+    """One instance or SaaS namespace of a company, with its latest ping (if any).
+
+    ``instance_type`` is the *applied* type; ``health_inclusion`` is ``"included"``,
+    ``"opt_out"`` or ``""`` (automatic). ``plan`` (lower-case) and ``licensed_seats`` are its
+    subscription's. ``metrics`` maps metric names to values, ``None`` meaning unknown.
+    """
+
+    instance_id: int
+    name: str
+    is_saas: bool
+    instance_type: str
+    health_inclusion: str
+    subscription_id: int | None
+    plan: str | None
+    licensed_seats: int | None
+    ping_id: int | None
+    recorded_at: datetime | None
+    version: str | None
+    metrics: Mapping[str, int | float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyInputs:
+    """Everything needed to score one company on ``as_of`` (the scoring date)."""
+
+    company_id: int
+    customer_since: date | None
+    sentiment: str | None
+    sentiment_date: date | None
+    candidates: tuple[InstanceCandidate, ...]
+    as_of: date
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The outcome of :func:`select_instances`.
+
+    ``included`` are the instances whose pings are used; ``stale`` were eligible but their
+    latest ping is too old; ``excluded`` pairs an instance id with why it does not count.
+    ``na_reason`` is set when nothing can be scored.
+    """
+
+    included: tuple[InstanceCandidate, ...]
+    stale: tuple[InstanceCandidate, ...]
+    excluded: tuple[tuple[int, str], ...]
+    warnings: tuple[str, ...]
+    na_reason: str | None
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class MeasureResult:
+    """A coloured value with its explanation.
+
+    ``value`` is a fraction or ratio for measures and 0–100 points for roll-ups; ``points``
+    is what the value contributes to roll-ups (``None`` when NA). ``inputs`` is JSON-safe and
+    says how the value was obtained (numerator, denominator, instances, pings, thresholds).
+    """
+
+    key: str
+    label: str
+    use_case: str
+    color: Color
+    value: int | float | None
+    points: int | float | None
+    reason: str | None
+    inputs: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form; :meth:`from_dict` is its inverse."""
+        return {
+            "key": self.key,
+            "label": self.label,
+            "use_case": self.use_case,
+            "color": self.color,
+            "value": self.value,
+            "points": self.points,
+            "reason": self.reason,
+            "inputs": self.inputs,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MeasureResult:
+        return cls(
+            key=data["key"],
+            label=data["label"],
+            use_case=data["use_case"],
+            color=data["color"],
+            value=data["value"],
+            points=data["points"],
+            reason=data["reason"],
+            inputs=dict(data["inputs"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Scorecard:
+    """A company's complete score under one scheme.
+
+    ``as_of`` is the date of the newest ping used; ``computed_for`` the scoring date.
+    ``measures`` holds every individual measure of the scheme, ``use_cases`` the SCM, CI, CD
+    and DevSecOps roll-ups.
+    """
+
+    scheme: str
+    as_of: date | None
+    computed_for: date
+    measures: dict[str, MeasureResult]
+    use_cases: dict[str, MeasureResult]
+    product_usage: MeasureResult
+    csm_sentiment: MeasureResult
+    overall_health: MeasureResult
+    health_score_value: float | None
+    adoption_count: int | None
+    instance_ids: tuple[int, ...]
+    ping_ids: tuple[int, ...]
+    warnings: tuple[str, ...]
+    stale_instance_ids: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (dates as ISO strings); :meth:`from_dict` is its inverse."""
+        return {
+            "scheme": self.scheme,
+            "as_of": self.as_of.isoformat() if self.as_of else None,
+            "computed_for": self.computed_for.isoformat(),
+            "measures": {k: m.to_dict() for k, m in self.measures.items()},
+            "use_cases": {k: m.to_dict() for k, m in self.use_cases.items()},
+            "product_usage": self.product_usage.to_dict(),
+            "csm_sentiment": self.csm_sentiment.to_dict(),
+            "overall_health": self.overall_health.to_dict(),
+            "health_score_value": self.health_score_value,
+            "adoption_count": self.adoption_count,
+            "instance_ids": list(self.instance_ids),
+            "ping_ids": list(self.ping_ids),
+            "warnings": list(self.warnings),
+            "stale_instance_ids": list(self.stale_instance_ids),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Scorecard:
+        as_of = data["as_of"]
+        return cls(
+            scheme=data["scheme"],
+            as_of=date.fromisoformat(as_of) if as_of else None,
+            computed_for=date.fromisoformat(data["computed_for"]),
+            measures={k: MeasureResult.from_dict(m) for k, m in data["measures"].items()},
+            use_cases={k: MeasureResult.from_dict(m) for k, m in data["use_cases"].items()},
+            product_usage=MeasureResult.from_dict(data["product_usage"]),
+            csm_sentiment=MeasureResult.from_dict(data["csm_sentiment"]),
+            overall_health=MeasureResult.from_dict(data["overall_health"]),
+            health_score_value=data["health_score_value"],
+            adoption_count=data["adoption_count"],
+            instance_ids=tuple(data["instance_ids"]),
+            ping_ids=tuple(data["ping_ids"]),
+            warnings=tuple(data["warnings"]),
+            stale_instance_ids=tuple(data["stale_instance_ids"]),
+        )
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+@lru_cache(maxsize=4096)
+def parse_version(version: str | None) -> tuple[int, int] | None:
+    """``"15.4.2-ee"`` → ``(15, 4)``; ``None`` when absent or unparseable."""
+    match = _VERSION_RE.match(version) if version else None
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def account_age_months(customer_since: date | None, as_of: date) -> int | None:
+    """Whole calendar months from ``customer_since`` to ``as_of`` (0 if in the future).
+
+    A month counts once its day-of-month is reached: Jan 15 → Mar 14 is 1, → Mar 15 is 2.
+    """
+    if customer_since is None:
+        return None
+    months = (as_of.year - customer_since.year) * 12 + as_of.month - customer_since.month
+    if as_of.day < customer_since.day:
+        months -= 1
+    return max(months, 0)
+
+
+def monthly_buckets(pings: Iterable[tuple[int, datetime]]) -> dict[tuple[int, int], int]:
+    """Map ``(year, month)`` → the id of the last ping recorded in that UTC calendar month.
+
+    Naive datetimes are taken as UTC. Months without a ping are absent (no value, not 0).
+    """
+    latest: dict[tuple[int, int], tuple[datetime, int]] = {}
+    for ping_id, recorded_at in pings:
+        moment = _utc(recorded_at)
+        month = (moment.year, moment.month)
+        current = latest.get(month)
+        if current is None or (moment, ping_id) > current:
+            latest[month] = (moment, ping_id)
+    return {month: ping_id for month, (_, ping_id) in latest.items()}
+
+
+def roll_up(points: Sequence[float | None], scheme: Scheme) -> tuple[float | None, Color]:
+    """Mean of the non-NA ``points`` and its colour under ``scheme.score_bands``.
+
+    All NA (or empty) → ``(None, "NA")``. Full precision is kept: 62.5, 87.5, 62.5 → 70.833….
+    """
+    scored = [p for p in points if p is not None]
+    if not scored:
+        return None, NA
+    value = sum(scored) / len(scored)
+    return value, classify(value, scheme.score_bands)
+
+
+def weighted_mean(
+    parts: Mapping[str, float | None], weights: Mapping[str, float]
+) -> tuple[float | None, dict[str, float]]:
+    """Weighted mean of the parts that have a value and a positive weight.
+
+    The weights of missing parts are spread over the others; returns the mean and the
+    renormalised weights actually used (``(None, {})`` when nothing has data).
+    """
+    used = {k: w for k, w in weights.items() if w > 0 and parts.get(k) is not None}
+    total = sum(used.values())
+    if not total:
+        return None, {}
+    value = sum(parts[k] * w for k, w in used.items()) / total
+    return value, {k: w / total for k, w in used.items()}
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def _exclusion_reason(candidate: InstanceCandidate) -> str | None:
+    is_production = candidate.instance_type == PRODUCTION or (
+        candidate.is_saas and candidate.instance_type in _SAAS_PRODUCTION_TYPES
+    )
+    if not is_production:
+        return f"instance type {candidate.instance_type or 'unset'} is not Production"
+    if candidate.health_inclusion == OPT_OUT:
+        return "opted out of health measures"
+    return None
+
+
+def select_instances(
+    candidates: Iterable[InstanceCandidate], *, as_of: date, scheme: Scheme
+) -> Selection:
+    """Pick the instances whose latest pings feed the health measures (methodology §1).
+
+    Eligible: applied type Production (SaaS namespaces count as Production) and health
+    inclusion not Opt-Out. An eligible instance contributes only if its latest ping is at most
+    ``scheme.stale_ping_days`` old on ``as_of``. More than one eligible instance is warned about.
+    """
+    eligible: list[InstanceCandidate] = []
+    excluded: list[tuple[int, str]] = []
+    for candidate in candidates:
+        reason = _exclusion_reason(candidate)
+        if reason:
+            excluded.append((candidate.instance_id, reason))
+        else:
+            eligible.append(candidate)
+
+    included: list[InstanceCandidate] = []
+    stale: list[InstanceCandidate] = []
+    warnings: list[str] = []
+    if len(eligible) > 1:
+        warnings.append(
+            f"more than one instance in health measures ({len(eligible)}); "
+            "the handbook's best practice is exactly one"
+        )
+    for candidate in eligible:
+        if candidate.ping_id is None or candidate.recorded_at is None:
+            excluded.append((candidate.instance_id, "no usage ping received"))
+            continue
+        age = (as_of - _utc(candidate.recorded_at).date()).days
+        if age > scheme.stale_ping_days:
+            stale.append(candidate)
+            warnings.append(
+                f"{candidate.name}: latest ping is {age} days old "
+                f"(limit {scheme.stale_ping_days}); left out"
+            )
+        else:
+            included.append(candidate)
+
+    na_reason = None
+    if not eligible:
+        na_reason = "no Production instance"
+    elif not included:
+        na_reason = (
+            f"no data for {scheme.stale_ping_days} days" if stale else "no usage ping received"
+        )
+    return Selection(tuple(included), tuple(stale), tuple(excluded), tuple(warnings), na_reason)
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def _missing_reason(metric: str, instance: InstanceCandidate) -> tuple[str, bool]:
+    """Why ``metric`` is NULL on ``instance``, and whether the version explains it."""
+    info = METRICS[metric]
+    version = parse_version(instance.version)
+    if info.since and version and version < info.since:
+        return f"{info.label} not reported before {info.since[0]}.{info.since[1]}", True
+    return f"{info.label} not reported", False
+
+
+def _sum_metrics(
+    metrics: tuple[str, ...], instances: Sequence[InstanceCandidate]
+) -> tuple[float | None, str | None]:
+    """Sum ``metrics`` over ``instances``; any NULL makes the total unknown (with a reason)."""
+    total: float = 0
+    fallback: str | None = None
+    for instance in instances:
+        values = instance.metrics
+        for metric in metrics:
+            value = values.get(metric)
+            if value is None:
+                reason, explained = _missing_reason(metric, instance)
+                if explained:
+                    return None, reason
+                fallback = fallback or reason
+            else:
+                total += value
+    return (None, fallback) if fallback else (total, None)
+
+
+def _count_positive(
+    metrics: tuple[str, ...], instances: Sequence[InstanceCandidate]
+) -> tuple[int | None, str | None]:
+    """How many of ``metrics`` total ≥ 1 over ``instances`` (unknown if any is NULL)."""
+    count = 0
+    for metric in metrics:
+        total, reason = _sum_metrics((metric,), instances)
+        if total is None:
+            return None, reason
+        count += total >= 1
+    return count, None
+
+
+def _licensed_seats(instances: Sequence[InstanceCandidate]) -> tuple[float | None, str | None]:
+    """Seats summed over distinct subscriptions, each falling back to its pings' licensed users.
+
+    Instances without a subscription count on their own. Instances sharing a subscription
+    share one seat count, so it is counted once.
+    """
+    seats: dict[object, float | None] = {}
+    for instance in instances:
+        key: object = (
+            instance.subscription_id
+            if instance.subscription_id is not None
+            else ("instance", instance.instance_id)
+        )
+        value = instance.licensed_seats
+        if value is None:
+            value = instance.metrics.get("licensed_users")
+        previous = seats.get(key)
+        if previous is None or (value is not None and value > previous):
+            seats[key] = value
+    if None in seats.values():
+        return None, f"{METRICS[LICENSED_SEATS].label} not reported"
+    return sum(seats.values()), None
+
+
+def _not_applicable(spec: MeasureSpec, instances: Sequence[InstanceCandidate]) -> str | None:
+    """Why ``spec`` does not apply to these instances at all (plan, deployment, version)."""
+    use_case = USE_CASE_LABELS[spec.use_case]
+    if not spec.saas and any(i.is_saas for i in instances):
+        return f"{use_case} is not measured for SaaS namespaces"
+    if spec.plans is not None and not any((i.plan or "").lower() in spec.plans for i in instances):
+        held = sorted({i.plan.title() for i in instances if i.plan})
+        holder = f"{'/'.join(held)} subscription" if held else "no known subscription plan"
+        required = " or ".join(sorted(p.title() for p in spec.plans))
+        return f"{holder}: {use_case} applies to {required} only"
+    if spec.min_version is not None:
+        for instance in instances:
+            version = parse_version(instance.version)
+            if version is not None and version < spec.min_version:
+                return f"metric not available before {spec.min_version[0]}.{spec.min_version[1]}"
+    return None
+
+
+def _age_column(spec: MeasureSpec, age: int | None) -> AgeColumn | str:
+    """The age column that colours ``spec`` at ``age`` months, or why there is none."""
+    if age is None:
+        return "customer-since date not set"
+    column: AgeColumn | str = "too early to score"
+    for candidate in spec.age_bands:
+        if age >= candidate.min_age_months:
+            column = candidate
+    return column
+
+
+def score_measure(
+    spec: MeasureSpec,
+    instances: Sequence[InstanceCandidate],
+    *,
+    scheme: Scheme,
+    account_age: int | None = None,
+    na_reason: str | None = None,
+) -> MeasureResult:
+    """Value and colour of one measure over the combined ``instances``.
+
+    Numerators and denominators are summed across instances (licensed seats over distinct
+    subscriptions). NULL anywhere, a zero denominator, an inapplicable plan/deployment/version
+    or ``na_reason`` (from the selection) give NA with the reason. Age-banded measures need
+    ``account_age`` in whole months.
+    """
+    inputs: dict[str, Any] = {
+        "numerator": None,
+        "denominator": None,
+        "numerator_metrics": list(spec.numerator),
+        "denominator_metrics": list(spec.denominator),
+        "instance_ids": [i.instance_id for i in instances],
+        "ping_ids": [i.ping_id for i in instances],
+        "thresholds": spec.thresholds,
+    }
+
+    def result(color: Color, value: float | None, reason: str | None) -> MeasureResult:
+        points = scheme.color_points[color] if color != NA else None
+        return MeasureResult(
+            spec.key, spec.label, spec.use_case, color, value, points, reason, inputs
+        )
+
+    reason = na_reason or (None if instances else "no Production instance")
+    reason = reason or _not_applicable(spec, instances)
+    if reason:
+        return result(NA, None, reason)
+
+    if spec.aggregate == "count_positive":
+        numerator, reason = _count_positive(spec.numerator, instances)
+    else:
+        numerator, reason = _sum_metrics(spec.numerator, instances)
+    inputs["numerator"] = numerator
+    if reason:
+        return result(NA, None, reason)
+
+    if not spec.denominator:
+        value: float = numerator
+    else:
+        if spec.denominator == (LICENSED_SEATS,):
+            denominator, reason = _licensed_seats(instances)
+            inputs["subscription_ids"] = sorted(
+                {i.subscription_id for i in instances if i.subscription_id is not None}
+            )
+        else:
+            denominator, reason = _sum_metrics(spec.denominator, instances)
+        inputs["denominator"] = denominator
+        if reason:
+            return result(NA, None, reason)
+        if not denominator:
+            label = METRICS[spec.denominator[0]].label
+            return result(NA, None, spec.zero_denominator_reason or f"no {label}")
+        value = numerator / denominator
+
+    band_list = spec.bands
+    if spec.age_bands:
+        inputs["account_age_months"] = account_age
+        column = _age_column(spec, account_age)
+        if isinstance(column, str):
+            return result(NA, value, column)
+        band_list = column.bands
+        inputs["thresholds"] = f"{column.age_text}: {column.thresholds}"
+    return result(classify(value, band_list), value, None)
+
+
+# --------------------------------------------------------------------------- roll-ups
+
+
+def _na_summary(results: Iterable[MeasureResult]) -> str | None:
+    reasons = list(dict.fromkeys(r.reason for r in results if r.reason))
+    return "; ".join(reasons) if reasons else None
+
+
+def _roll_up_use_case(
+    use_case: str, measures: Sequence[MeasureResult], scheme: Scheme
+) -> MeasureResult:
+    value, color = roll_up([m.points for m in measures], scheme)
+    reason = _na_summary(measures) if color == NA else None
+    inputs = {
+        "measure_points": {m.key: m.points for m in measures},
+        "thresholds": scheme.score_thresholds,
+    }
+    label = USE_CASE_LABELS[use_case]
+    return MeasureResult(use_case, label, use_case, color, value, value, reason, inputs)
+
+
+def score_sentiment(
+    sentiment: str | None, sentiment_date: date | None, *, as_of: date, scheme: Scheme
+) -> MeasureResult:
+    """CSM sentiment as points; flagged stale after, and NA after, the scheme's day limits.
+
+    A sentiment without a date is scored but flagged stale, since its age cannot be shown.
+    """
+    age = (as_of - sentiment_date).days if sentiment_date else None
+    inputs: dict[str, Any] = {
+        "sentiment": sentiment,
+        "sentiment_date": sentiment_date.isoformat() if sentiment_date else None,
+        "age_days": age,
+        "stale": False,
+        "thresholds": (
+            f"stale after {scheme.sentiment_stale_days} days · "
+            f"NA after {scheme.sentiment_na_days} days"
+        ),
+    }
+
+    def result(color: Color, reason: str | None) -> MeasureResult:
+        points = scheme.color_points[color] if color != NA else None
+        return MeasureResult(
+            "csm_sentiment", "CSM sentiment", "csm_sentiment", color, points, points, reason, inputs
+        )
+
+    if sentiment not in _SENTIMENTS:
+        return result(NA, "CSM sentiment not set" if not sentiment else f"unknown {sentiment!r}")
+    if age is None:
+        inputs["stale"] = True
+        return result(sentiment, "CSM sentiment date unknown")
+    if age > scheme.sentiment_na_days:
+        return result(NA, f"CSM sentiment is {age} days old (NA after {scheme.sentiment_na_days})")
+    if age > scheme.sentiment_stale_days:
+        inputs["stale"] = True
+        return result(
+            sentiment,
+            f"CSM sentiment is {age} days old (stale after {scheme.sentiment_stale_days})",
+        )
+    return result(sentiment, None)
+
+
+def _product_usage(
+    component_scores: Mapping[str, float | None], scheme: Scheme, na_reason: str | None
+) -> MeasureResult:
+    value, weights_used = weighted_mean(component_scores, scheme.product_usage_weights)
+    color = classify(value, scheme.score_bands) if value is not None else NA
+    reason = None if value is not None else (na_reason or "no measure could be scored")
+    inputs = {
+        "component_points": dict(component_scores),
+        "weights": dict(scheme.product_usage_weights),
+        "weights_used": weights_used,
+        "thresholds": scheme.score_thresholds,
+    }
+    label = "Overall product usage"
+    return MeasureResult(
+        "product_usage", label, "product_usage", color, value, value, reason, inputs
+    )
+
+
+def _overall_health(
+    product_usage: MeasureResult, sentiment: MeasureResult, scheme: Scheme
+) -> MeasureResult:
+    # Outcomes, voice of customer and engagement have no data source yet: always left out.
+    group_points = {"product_usage": product_usage.value, "csm_sentiment": sentiment.points}
+    value, weights_used = weighted_mean(group_points, scheme.overall_weights)
+    forced = sentiment.color == RED
+    if value is None:
+        color: Color = NA
+        reason: str | None = "no product usage or CSM sentiment data"
+    elif forced:
+        color, reason = RED, "Red CSM sentiment forces Red overall"
+    else:
+        color, reason = classify(value, scheme.score_bands), None
+    inputs = {
+        "group_points": group_points,
+        "weights": dict(scheme.overall_weights),
+        "weights_used": weights_used,
+        "forced_red_by_sentiment": forced,
+        "thresholds": scheme.score_thresholds,
+    }
+    return MeasureResult(
+        "overall_health", "Overall health", "overall_health", color, value, value, reason, inputs
+    )
+
+
+def score_company(inputs: CompanyInputs, scheme: Scheme) -> Scorecard:
+    """Score one company under ``scheme`` on ``inputs.as_of`` (methodology §1–§4)."""
+    selection = select_instances(inputs.candidates, as_of=inputs.as_of, scheme=scheme)
+    included = selection.included
+    age = account_age_months(inputs.customer_since, inputs.as_of)
+
+    measures = {
+        spec.key: score_measure(
+            spec, included, scheme=scheme, account_age=age, na_reason=selection.na_reason
+        )
+        for spec in scheme.measures
+    }
+    by_use_case: dict[str, list[MeasureResult]] = {}
+    for result in measures.values():
+        by_use_case.setdefault(result.use_case, []).append(result)
+
+    use_cases = {
+        uc: _roll_up_use_case(uc, by_use_case.get(uc, ()), scheme) for uc in ADOPTION_USE_CASES
+    }
+    # A use case scores the mean of its measures' points (License Utilization and User
+    # Engagement have one measure each), exactly as the adoption use cases above.
+    component_scores = {
+        uc: roll_up([m.points for m in by_use_case.get(uc, ())], scheme)[0]
+        for uc in scheme.product_usage_weights
+    }
+    product_usage = _product_usage(component_scores, scheme, selection.na_reason)
+    sentiment = score_sentiment(
+        inputs.sentiment, inputs.sentiment_date, as_of=inputs.as_of, scheme=scheme
+    )
+    overall = _overall_health(product_usage, sentiment, scheme)
+
+    colors = [uc.color for uc in use_cases.values()]
+    adoption = None if all(c == NA for c in colors) else colors.count(GREEN)
+    newest = max((_utc(i.recorded_at) for i in included if i.recorded_at), default=None)
+    return Scorecard(
+        scheme=scheme.label,
+        as_of=newest.date() if newest else None,
+        computed_for=inputs.as_of,
+        measures=measures,
+        use_cases=use_cases,
+        product_usage=product_usage,
+        csm_sentiment=sentiment,
+        overall_health=overall,
+        health_score_value=overall.value,
+        adoption_count=adoption,
+        instance_ids=tuple(i.instance_id for i in included),
+        ping_ids=tuple(i.ping_id for i in included if i.ping_id is not None),
+        warnings=selection.warnings,
+        stale_instance_ids=tuple(i.instance_id for i in selection.stale),
+    )
+
+
+# --------------------------------------------------------------------------- output
+
+_NA_MEASURE = {"color": NA, "value": None, "reason": "not part of this scheme"}
+
+
+def _api_measure(result: MeasureResult | None) -> dict[str, Any]:
+    if result is None:
+        return dict(_NA_MEASURE)
+    return {"color": result.color, "value": result.value, "reason": result.reason}
+
+
+def api_health_payload(scorecard: Scorecard, *, crm_account_id: str) -> dict[str, Any]:
+    """The ``GET /api/v1/accounts/<crm_account_id>/health`` body (product spec §6).
+
+    Measure values are fractions/ratios for License Utilization and User Engagement, 0–100
+    points for use cases, product usage and overall health.
+    """
+    measures = scorecard.measures
+    use_cases = scorecard.use_cases
+    return {
+        "crm_account_id": crm_account_id,
+        "as_of": scorecard.as_of.isoformat() if scorecard.as_of else None,
+        "scheme": scorecard.scheme,
+        "measures": {
+            "license_utilization": _api_measure(measures.get("license_utilization")),
+            "user_engagement": _api_measure(measures.get("user_engagement")),
+            "scm": _api_measure(use_cases.get("scm")),
+            "ci": _api_measure(use_cases.get("ci")),
+            "cd": _api_measure(use_cases.get("cd")),
+            "devsecops": _api_measure(use_cases.get("devsecops")),
+            "overall_product_usage": _api_measure(scorecard.product_usage),
+            "csm_sentiment": _api_measure(scorecard.csm_sentiment),
+            "overall_health": _api_measure(scorecard.overall_health),
+        },
+        "health_score_value": scorecard.health_score_value,
+        "adoption_count": scorecard.adoption_count,
+    }

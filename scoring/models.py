@@ -1,0 +1,111 @@
+"""Score snapshots per company, monthly score history, and the active scoring scheme."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import Company
+
+COLORS = ("Red", "Yellow", "Green", "NA")
+
+
+def _color_field(label: str) -> models.CharField:
+    return models.CharField(label, max_length=6, blank=True, db_index=False)
+
+
+class ScoringConfig(models.Model):
+    """The single row that names the active scheme (changed in the admin, no code change)."""
+
+    scheme = models.CharField(max_length=64)
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "scoring configuration"
+        permissions = [("download_exports", "Can download health and instance-type exports")]
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="scoring_config_singleton")]
+
+    def __str__(self) -> str:
+        return f"Active scheme: {self.scheme}"
+
+
+class SchemeChange(models.Model):
+    from_scheme = models.CharField(max_length=64, blank=True)
+    to_scheme = models.CharField(max_length=64)
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rebuilt_history = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-changed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.from_scheme or '—'} → {self.to_scheme} at {self.changed_at:%Y-%m-%d %H:%M}"
+
+
+class ScoreColumns(models.Model):
+    """The headline figures of a scorecard, as columns so lists can filter and sort on them."""
+
+    scheme = models.CharField(max_length=64)
+    as_of = models.DateField(null=True, blank=True, help_text="Date of the newest ping used")
+    license_utilization = models.FloatField(null=True, blank=True)
+    license_utilization_color = _color_field("License Utilization")
+    user_engagement_color = _color_field("User Engagement")
+    scm_color = _color_field("SCM")
+    ci_color = _color_field("CI")
+    cd_color = _color_field("CD")
+    devsecops_color = _color_field("DevSecOps")
+    product_usage_value = models.FloatField(null=True, blank=True)
+    product_usage_color = _color_field("Overall product usage")
+    overall_color = _color_field("Overall health")
+    health_score_value = models.FloatField(null=True, blank=True)
+    adoption_count = models.PositiveSmallIntegerField(null=True, blank=True)
+    billable_users = models.BigIntegerField(null=True, blank=True)
+    licensed_seats = models.BigIntegerField(null=True, blank=True)
+    detail = models.JSONField(help_text="The whole scorecard with every input")
+
+    class Meta:
+        abstract = True
+
+
+class ScoreSnapshot(ScoreColumns):
+    """A company's scorecard at a point in time; a new one is written when its inputs change."""
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="score_snapshots")
+    computed_at = models.DateTimeField(default=timezone.now)
+    inputs_hash = models.CharField(max_length=64)
+    is_current = models.BooleanField(default=True)
+    reason = models.CharField(max_length=64, blank=True, help_text="What triggered it")
+
+    class Meta:
+        get_latest_by = "computed_at"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["company"], condition=Q(is_current=True), name="one_current_snapshot"
+            )
+        ]
+        indexes = [models.Index(fields=["company", "-computed_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.company} {self.computed_at:%Y-%m-%d %H:%M} {self.overall_color}"
+
+
+class MonthlyScore(ScoreColumns):
+    """A company's scorecard for one calendar month, from that month's last pings."""
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="monthly_scores")
+    month = models.DateField()
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["company", "month"], name="monthly_score_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company} {self.month:%Y-%m}"

@@ -1,0 +1,333 @@
+"""Writes for scoring: load inputs set-based, score with the pure methodology, store snapshots.
+
+``companies_refresh`` is what workers run after a ping, a label change or a sentiment change;
+``companies_recompute_all`` is the set-based full recompute behind ``recompute_scores --all``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+
+import orjson
+from django.conf import settings
+from django.db import OperationalError, transaction
+from django.utils import timezone
+
+from accounts.models import Company
+from instances.metrics import METRIC_NAMES
+from instances.models import Instance, MonthlyUsage, UsagePing
+
+from .methodology import CompanyInputs, InstanceCandidate, Scorecard, score_company
+from .models import MonthlyScore, SchemeChange, ScoreSnapshot, ScoringConfig
+from .schemes import DEFAULT_SCHEME, PRESETS, Scheme, get_scheme
+
+logger = logging.getLogger(__name__)
+RETRYABLE_ERRORS = (OperationalError,)
+CHUNK = 1000
+
+_INSTANCE_FIELDS = (
+    "id",
+    "company_id",
+    "kind",
+    "hostname",
+    "uuid",
+    "namespace_path",
+    "instance_type",
+    "health_inclusion",
+    "subscription_id",
+    "subscription__plan",
+    "subscription__licensed_seats",
+    "last_ping_at",
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# The active scheme
+
+
+def active_scheme() -> Scheme:
+    """``SCORING_SCHEME`` from the environment wins; else the admin's choice; else the default."""
+    if settings.SCORING_SCHEME:
+        return get_scheme(settings.SCORING_SCHEME)
+    name = ScoringConfig.objects.filter(pk=1).values_list("scheme", flat=True).first()
+    return get_scheme(name or DEFAULT_SCHEME)
+
+
+def scheme_set(*, name: str, by=None, rebuild_history: bool = True) -> SchemeChange:
+    """Switch the active scheme, record the change, and recompute (history too, if asked)."""
+    get_scheme(name)  # unknown names fail before anything changes
+    previous = active_scheme().name
+    with transaction.atomic():
+        ScoringConfig.objects.update_or_create(
+            pk=1, defaults={"scheme": name, "changed_at": timezone.now(), "changed_by": by}
+        )
+        change = SchemeChange.objects.create(
+            from_scheme=previous, to_scheme=name, changed_by=by, rebuilt_history=rebuild_history
+        )
+    companies_recompute_all(reason=f"scheme changed to {name}", history=rebuild_history)
+    return change
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading inputs
+
+
+def _candidate(row: dict, ping: dict | None) -> InstanceCandidate:
+    is_saas = row["kind"] == "saas"
+    return InstanceCandidate(
+        instance_id=row["id"],
+        name=(row["namespace_path"] if is_saas else row["hostname"] or row["uuid"]) or "",
+        is_saas=is_saas,
+        instance_type=row["instance_type"],
+        health_inclusion=row["health_inclusion"],
+        subscription_id=row["subscription_id"],
+        plan=row["subscription__plan"],
+        licensed_seats=row["subscription__licensed_seats"],
+        ping_id=ping["id"] if ping else None,
+        recorded_at=ping["recorded_at"] if ping else None,
+        version=ping["version"] if ping else None,
+        metrics={name: ping[name] for name in METRIC_NAMES} if ping else {},
+    )
+
+
+def load_inputs(company_ids: Sequence[int], *, as_of: date) -> dict[int, CompanyInputs]:
+    """Inputs for these companies in three queries: companies, instances, latest pings."""
+    companies = {
+        c["id"]: c
+        for c in Company.objects.filter(id__in=company_ids).values(
+            "id", "customer_since", "sentiment", "sentiment_at"
+        )
+    }
+    instances = list(Instance.objects.filter(company_id__in=company_ids).values(*_INSTANCE_FIELDS))
+    latest = _latest_pings(instances)
+    by_company: dict[int, list[InstanceCandidate]] = defaultdict(list)
+    for row in instances:
+        by_company[row["company_id"]].append(_candidate(row, latest.get(row["id"])))
+    return {
+        cid: CompanyInputs(
+            company_id=cid,
+            customer_since=c["customer_since"],
+            sentiment=c["sentiment"] or None,
+            sentiment_date=c["sentiment_at"].date() if c["sentiment_at"] else None,
+            candidates=tuple(by_company.get(cid, ())),
+            as_of=as_of,
+        )
+        for cid, c in companies.items()
+    }
+
+
+def _latest_pings(instances: Iterable[dict]) -> dict[int, dict]:
+    """Each instance's newest ping, found through ``Instance.last_ping_at`` (one query)."""
+    wanted = {(r["id"], r["last_ping_at"]) for r in instances if r["last_ping_at"]}
+    if not wanted:
+        return {}
+    rows = UsagePing.objects.filter(
+        instance_id__in={i for i, _ in wanted}, recorded_at__in={t for _, t in wanted}
+    ).values("id", "instance_id", "recorded_at", "version", *METRIC_NAMES)
+    return {r["instance_id"]: r for r in rows if (r["instance_id"], r["recorded_at"]) in wanted}
+
+
+def inputs_hash(inputs: CompanyInputs, scheme: Scheme) -> str:
+    """What a scorecard depends on; an unchanged hash means no new snapshot."""
+    key = (
+        scheme.label,
+        inputs.as_of.isoformat(),
+        inputs.customer_since.isoformat() if inputs.customer_since else None,
+        inputs.sentiment,
+        inputs.sentiment_date.isoformat() if inputs.sentiment_date else None,
+        sorted(
+            (
+                c.instance_id,
+                c.instance_type,
+                c.health_inclusion,
+                c.subscription_id,
+                c.licensed_seats,
+                c.plan,
+                c.ping_id,
+            )
+            for c in inputs.candidates
+        ),
+    )
+    return hashlib.sha256(orjson.dumps(key)).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing snapshots
+
+
+def _columns(card: Scorecard) -> dict:
+    lu = card.measures.get("license_utilization")
+    ue = card.measures.get("user_engagement")
+    uc = card.use_cases
+    inputs = lu.inputs if lu else {}
+    return {
+        "scheme": card.scheme,
+        "as_of": card.as_of,
+        "license_utilization": lu.value if lu else None,
+        "license_utilization_color": lu.color if lu else "NA",
+        "user_engagement_color": ue.color if ue else "NA",
+        "scm_color": uc["scm"].color if "scm" in uc else "NA",
+        "ci_color": uc["ci"].color if "ci" in uc else "NA",
+        "cd_color": uc["cd"].color if "cd" in uc else "NA",
+        "devsecops_color": uc["devsecops"].color if "devsecops" in uc else "NA",
+        "product_usage_value": card.product_usage.value,
+        "product_usage_color": card.product_usage.color,
+        "overall_color": card.overall_health.color,
+        "health_score_value": card.health_score_value,
+        "adoption_count": card.adoption_count,
+        "billable_users": _int(inputs.get("numerator")),
+        "licensed_seats": _int(inputs.get("denominator")),
+        "detail": card.to_dict(),
+    }
+
+
+def _int(value) -> int | None:
+    return None if value is None else round(value)
+
+
+def _score(company_ids: Sequence[int], *, scheme: Scheme, as_of: date, reason: str) -> int:
+    """Score these companies and store a snapshot for each whose inputs changed."""
+    inputs = load_inputs(company_ids, as_of=as_of)
+    current = dict(
+        ScoreSnapshot.objects.filter(company_id__in=company_ids, is_current=True).values_list(
+            "company_id", "inputs_hash"
+        )
+    )
+    now = timezone.now()
+    new = []
+    for cid, company_inputs in inputs.items():
+        digest = inputs_hash(company_inputs, scheme)
+        if current.get(cid) == digest:
+            continue
+        card = score_company(company_inputs, scheme)
+        new.append(
+            ScoreSnapshot(
+                company_id=cid,
+                computed_at=now,
+                inputs_hash=digest,
+                is_current=True,
+                reason=reason[:64],
+                **_columns(card),
+            )
+        )
+    if new:
+        with transaction.atomic():
+            ScoreSnapshot.objects.filter(
+                company_id__in=[s.company_id for s in new], is_current=True
+            ).update(is_current=False)
+            ScoreSnapshot.objects.bulk_create(new, batch_size=500)
+    return len(new)
+
+
+def companies_refresh(*, company_ids: Sequence[int], reason: str = "", history: bool = True) -> int:
+    """Recompute these companies' scores (and monthly history); returns snapshots written."""
+    company_ids = sorted(set(company_ids))
+    scheme = active_scheme()
+    written = _score(company_ids, scheme=scheme, as_of=timezone.now().date(), reason=reason)
+    if history:
+        monthly_scores_rebuild(company_ids=company_ids, scheme=scheme)
+    return written
+
+
+def companies_recompute_all(*, reason: str = "recompute", history: bool = True) -> int:
+    """Every company, in chunks of ``CHUNK`` (bounded memory whatever the book's size)."""
+    scheme = active_scheme()
+    as_of = timezone.now().date()
+    ids = list(Company.objects.order_by("id").values_list("id", flat=True))
+    written = 0
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        written += _score(chunk, scheme=scheme, as_of=as_of, reason=reason)
+        if history:
+            monthly_scores_rebuild(company_ids=chunk, scheme=scheme)
+    return len(ids)
+
+
+# --------------------------------------------------------------------------------------------------
+# Monthly history
+
+
+def monthly_inputs(company_ids: Sequence[int]) -> dict[int, dict[date, CompanyInputs]]:
+    """Per company and month, inputs built from each instance's last ping of that month."""
+    companies = {
+        c["id"]: c
+        for c in Company.objects.filter(id__in=company_ids).values(
+            "id", "customer_since", "sentiment", "sentiment_at"
+        )
+    }
+    instances = {
+        r["id"]: r
+        for r in Instance.objects.filter(company_id__in=company_ids).values(*_INSTANCE_FIELDS)
+    }
+    rows = MonthlyUsage.objects.filter(instance_id__in=instances.keys()).values(
+        "instance_id", "month", "ping_id", "recorded_at", "version", *METRIC_NAMES
+    )
+    grouped: dict[int, dict[date, list[InstanceCandidate]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        inst = instances[r["instance_id"]]
+        ping = {**r, "id": r["ping_id"]}
+        grouped[inst["company_id"]][r["month"]].append(_candidate(inst, ping))
+    out: dict[int, dict[date, CompanyInputs]] = {}
+    for cid, months in grouped.items():
+        c = companies[cid]
+        out[cid] = {
+            month: CompanyInputs(
+                company_id=cid,
+                customer_since=c["customer_since"],
+                sentiment=None,  # history scores product usage; sentiment has no history
+                sentiment_date=None,
+                candidates=tuple(cands),
+                as_of=_month_end(month),
+            )
+            for month, cands in months.items()
+        }
+    return out
+
+
+def _month_end(month: date) -> date:
+    nxt = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+    return date.fromordinal(nxt.toordinal() - 1)
+
+
+def monthly_scores_rebuild(*, company_ids: Sequence[int], scheme: Scheme | None = None) -> int:
+    scheme = scheme or active_scheme()
+    per_company = monthly_inputs(company_ids)
+    now = timezone.now()
+    rows = []
+    for cid, months in per_company.items():
+        for month, inputs in months.items():
+            card = score_company(inputs, scheme)
+            rows.append(
+                MonthlyScore(company_id=cid, month=month, computed_at=now, **_columns(card))
+            )
+    fields = [
+        f.name
+        for f in MonthlyScore._meta.concrete_fields
+        if f.name not in ("id", "company", "month")
+    ]
+    with transaction.atomic():
+        MonthlyScore.objects.bulk_create(
+            rows,
+            batch_size=500,
+            update_conflicts=True,
+            unique_fields=["company", "month"],
+            update_fields=fields,
+        )
+    return len(rows)
+
+
+def current_scorecard(company: Company) -> tuple[ScoreSnapshot | None, Scorecard | None]:
+    snap = ScoreSnapshot.objects.filter(company=company, is_current=True).first()
+    return snap, (Scorecard.from_dict(snap.detail) if snap else None)
+
+
+def known_schemes() -> list[tuple[str, str]]:
+    return [(name, s.description) for name, s in PRESETS.items()]
+
+
+def as_datetime(value: date) -> datetime:
+    return timezone.make_aware(datetime.combine(value, datetime.min.time()))
