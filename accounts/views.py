@@ -1,9 +1,11 @@
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+"""Account C360 pages: Summary, User Adoption Metrics, Usage Trends, Instances, Scorecard."""
 
-from .models import Company
+from django.http import Http404
 
 
-def dashboard(request: HttpRequest) -> HttpResponse:
-    companies = Company.objects.select_related("csm").order_by("name")
-    return render(request, "accounts/dashboard.html", {"companies": companies, "nav": "dashboard"})
+def _todo(*args, **kwargs):
+    raise Http404("not built yet")
+
+
+summary = adoption = trends = instances = instance_edit = scorecard = sentiment = _todo
+label_change_apply_now = _todo

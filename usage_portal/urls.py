@@ -1,11 +1,49 @@
+"""Every route of the app, in one place."""
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import path
+
+from accounts import views as c360
+from instances import reports
+from instances import views as ingest
+from scoring import api
+from scoring import views as scoring_views
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("", include("instances.urls")),
-    path("", include("accounts.urls")),
+    # Product Usage Reporting dashboard
+    path("", scoring_views.dashboard, name="dashboard"),
+    # Account C360
+    path("accounts/<int:pk>/", c360.summary, name="account_summary"),
+    path("accounts/<int:pk>/adoption/", c360.adoption, name="account_adoption"),
+    path("accounts/<int:pk>/trends/", c360.trends, name="account_trends"),
+    path("accounts/<int:pk>/instances/", c360.instances, name="account_instances"),
+    path(
+        "accounts/<int:pk>/instances/<int:instance_id>/edit/",
+        c360.instance_edit,
+        name="instance_edit",
+    ),
+    path("accounts/<int:pk>/scorecard/", c360.scorecard, name="account_scorecard"),
+    path("accounts/<int:pk>/sentiment/", c360.sentiment, name="account_sentiment"),
+    path(
+        "label-changes/<int:change_id>/apply/", c360.label_change_apply_now, name="label_apply_now"
+    ),
+    # Reports
+    path("burndown/", reports.burndown, name="burndown"),
+    path("reports/versions/", reports.versions, name="versions_report"),
+    path("data-quality/", reports.data_quality, name="data_quality"),
+    path("data-quality/licenses/<int:license_id>/map/", reports.license_map, name="license_map"),
+    path("metrics/", reports.metrics_dictionary, name="metrics_dictionary"),
+    # Data in
+    path("usage_data", ingest.usage_data, name="usage_data"),
+    path("usage_ping_errors", ingest.usage_ping_errors, name="usage_ping_errors"),
+    path("usage_ping_metadata", ingest.usage_ping_metadata, name="usage_ping_metadata"),
+    path("usage_data/new", ingest.ping_upload, name="ping_upload"),
+    # Data out
+    path("api/v1/accounts/<str:crm_account_id>/health", api.account_health, name="api_health"),
+    path("exports/health.csv", api.health_csv, name="export_health_csv"),
+    path("exports/instance-types/", api.instance_types, name="export_instance_types"),
 ]
