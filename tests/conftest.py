@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 
@@ -57,7 +58,7 @@ def demo(db):
 
     Users ops/csm1/csm2/csm3/viewer exist with password ``demo``.
     """
-    call_command("seed_demo", companies=12, weeks=20, stdout=open(os.devnull, "w"))
+    call_command("seed_demo", companies=12, weeks=20, stdout=io.StringIO())
     return get_user_model().objects.get(username="csm1")
 
 
