@@ -36,6 +36,8 @@ __all__ = [
     "MetricTiming",
     "decode_body",
     "flatten",
+    "inflate_body",
+    "loads_json",
     "parse_ping",
     "parse_ping_error",
     "parse_ping_metadata",
@@ -100,7 +102,7 @@ class PayloadError(ValueError):
 
 
 def decode_body(raw: bytes, *, content_encoding: str | None, max_bytes: int) -> object:
-    """Decode a request body (or uploaded file) into a JSON value.
+    """Decode a request body (or uploaded file) into a JSON value: `loads_json(inflate_body(...))`.
 
     Gunzips when `content_encoding` is gzip or the bytes start with the gzip magic, streaming with
     a hard cap of `max_bytes` decompressed bytes. Strips a UTF-8 BOM. Integers beyond 64 bits parse
@@ -109,6 +111,17 @@ def decode_body(raw: bytes, *, content_encoding: str | None, max_bytes: int) -> 
     Raises `PayloadError`: 413 when `raw` or its decompressed form exceeds `max_bytes`, 415 for a
     Content-Encoding other than gzip/identity, 400 for broken gzip, invalid UTF-8 or invalid JSON
     (with the decoder's message and position).
+    """
+    return loads_json(inflate_body(raw, content_encoding=content_encoding, max_bytes=max_bytes))
+
+
+def inflate_body(
+    raw: bytes, *, content_encoding: str | None, max_bytes: int
+) -> bytes | bytearray | memoryview:
+    """The JSON text of a body: gunzipped if needed (at most `max_bytes`), without a UTF-8 BOM.
+
+    This is what is kept as the raw payload. Raises `PayloadError` (413, 415 or 400) as
+    `decode_body` does for transport problems.
     """
     if len(raw) > max_bytes:
         raise PayloadError(413, f"body is {len(raw)} bytes, over the limit of {max_bytes} bytes")
@@ -123,6 +136,11 @@ def decode_body(raw: bytes, *, content_encoding: str | None, max_bytes: int) -> 
         )
     if data[:3] == _UTF8_BOM:
         data = memoryview(data)[3:]
+    return data
+
+
+def loads_json(data: bytes | bytearray | memoryview) -> object:
+    """Parse JSON text; raises `PayloadError` 400 for invalid UTF-8 or JSON."""
     return _loads(data)
 
 

@@ -2,14 +2,19 @@
 
 Every function here is keyword-only and named ``<entity>_<verb>``; views, tasks and commands are
 thin shells around them. Parsing lives in ``instances.parsing`` and never touches the database.
+
+Storing is set-based: a batch of pings costs a fixed number of queries whatever its size (plus one
+or two per license that is merged or newly mapped, which happens once per license in its life).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
 import zlib
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -33,13 +38,16 @@ from .models import (
     RejectedPayload,
     UsagePing,
 )
-from .parsing import ParsedPing
+from .parsing import ParsedPing, parse_version
 
 logger = logging.getLogger(__name__)
 
 #: GitLab renamed its tiers; pings from old licenses still carry the old names.
 PLAN_ALIASES = {"gold": "ultimate", "silver": "premium", "bronze": "starter", "core": "free"}
 RAW_KEEP_LIMIT = 2 * 1024 * 1024  # bytes of a rejected payload worth keeping for ops
+# zlib level 1: a full-size payload shrinks about 4x at a fraction of level 6's cost, and
+# compression is the largest per-ping cost of a bulk load.
+RAW_COMPRESSION_LEVEL = 1
 
 
 def normalize_plan(plan: str | None) -> str:
@@ -59,7 +67,7 @@ def _clip(value: str | None, length: int) -> str:
 
 
 def compress_raw(raw: bytes | None) -> bytes | None:
-    return zlib.compress(raw, 1) if raw else None
+    return zlib.compress(raw, RAW_COMPRESSION_LEVEL) if raw else None
 
 
 def decompress_raw(blob: bytes | memoryview | None) -> bytes | None:
@@ -72,7 +80,11 @@ def decompress_raw(blob: bytes | memoryview | None) -> bytes | None:
 
 @dataclass(slots=True)
 class PingInput:
-    """One ping ready to store, from a self-managed Service Ping or a SaaS namespace export row."""
+    """One ping ready to store, from a self-managed Service Ping or a SaaS namespace export row.
+
+    ``raw`` is the JSON as received; a caller that compressed it already (the bulk loader does so
+    in worker threads) passes ``raw_compressed`` instead.
+    """
 
     kind: str
     recorded_at: datetime
@@ -90,10 +102,18 @@ class PingInput:
     license_plan: str = ""
     license_trial: bool | None = None
     raw: bytes | None = None
+    raw_compressed: bytes | None = None
     label: str = ""  # file name or row number, for summaries
 
     @classmethod
-    def from_parsed(cls, parsed: ParsedPing, *, raw: bytes | None = None, label: str = ""):
+    def from_parsed(
+        cls,
+        parsed: ParsedPing,
+        *,
+        raw: bytes | None = None,
+        raw_compressed: bytes | None = None,
+        label: str = "",
+    ) -> PingInput:
         return cls(
             kind=InstanceKind.SELF_MANAGED,
             uuid=parsed.uuid,
@@ -102,18 +122,20 @@ class PingInput:
             version=_clip(parsed.version, 64),
             version_tuple=parsed.version_tuple,
             edition=_clip(parsed.edition, 16),
-            license_md5=_clip(parsed.license_md5, 32),
-            license_sha256=_clip(parsed.license_sha256, 64),
+            # Hashes are hex: case must not split one license into two rows.
+            license_md5=_clip(parsed.license_md5, 32).lower(),
+            license_sha256=_clip(parsed.license_sha256, 64).lower(),
             license_subscription_id=_clip(parsed.license_subscription_id, 64),
             license_plan=_clip(normalize_plan(parsed.license_plan), 32),
             license_trial=parsed.license_trial,
             metrics=parsed.metrics,
             raw=raw,
+            raw_compressed=raw_compressed,
             label=label,
         )
 
     @classmethod
-    def from_saas(cls, row, *, label: str = ""):
+    def from_saas(cls, row, *, label: str = "") -> PingInput:
         return cls(
             kind=InstanceKind.SAAS,
             namespace_id=row.namespace_id,
@@ -141,6 +163,8 @@ class StoreOutcome:
 
 @dataclass(slots=True)
 class StoreSummary:
+    """What a batch did. ``company_ids``: companies whose data changed (for a score refresh)."""
+
     outcomes: list[StoreOutcome] = field(default_factory=list)
     company_ids: set[int] = field(default_factory=set)
 
@@ -160,12 +184,19 @@ class StoreSummary:
 def pings_store(*, inputs: Sequence[PingInput], source: str, refresh: bool = True) -> StoreSummary:
     """Store pings idempotently: the same instance + ``recorded_at`` is stored once.
 
-    Finds or creates each instance, maps each license to a subscription (the ping's
-    ``license_subscription_id`` first, then the stored md5/sha256 mapping), keeps unmapped pings
-    (their ``subscription`` empty), updates instances and the monthly table, and queues a score
-    refresh for every company touched once the transaction commits (unless ``refresh`` is off,
-    for bulk loads that recompute everything at the end). A concurrent writer storing
-    the same ping makes the batch retry once, after which that ping is a duplicate.
+    Finds or creates each instance (self-managed: Unknown; SaaS namespace: Production), resolves
+    each license key to ONE ``License`` row whether the ping carries md5, sha256 or both (rows
+    that turn out to be the same key are merged), maps each ping to a subscription (the ping's
+    ``license_subscription_id`` when it names a known subscription, else the license's mapping),
+    keeps unmapped pings with an empty ``subscription``, moves each instance's version, ping dates
+    and mapping to its newest ping, keeps ``MonthlyUsage`` = the last ping of each calendar month,
+    and stores the raw payload zlib-compressed.
+
+    All or nothing per call. With ``refresh`` a score refresh for every touched company is queued
+    once the transaction commits; bulk loaders pass ``refresh=False`` and call
+    ``companies_refresh_queue`` once at the end with the union of ``summary.company_ids``.
+    A concurrent writer storing the same instance, license or ping makes the batch retry once,
+    after which that ping counts as a duplicate.
     """
     if not inputs:
         return StoreSummary()
@@ -174,7 +205,7 @@ def pings_store(*, inputs: Sequence[PingInput], source: str, refresh: bool = Tru
             with transaction.atomic():
                 summary = _store(inputs, source)
                 if refresh:
-                    _queue_refresh(summary.company_ids)
+                    companies_refresh_queue(company_ids=summary.company_ids, reason="new ping")
                 return summary
         except IntegrityError:
             if attempt == 2:
@@ -186,10 +217,19 @@ def pings_store(*, inputs: Sequence[PingInput], source: str, refresh: bool = Tru
 def _store(inputs: Sequence[PingInput], source: str) -> StoreSummary:
     now = timezone.now()
     instances = _instances_for(inputs, now)
-    licenses = _licenses_for(inputs, now)
+    book = _LicenseBook(now=now)
+    book.load(inputs)
     subs_by_name = _subscriptions_by_name(
         {i.license_subscription_id for i in inputs if i.license_subscription_id}
     )
+    # A ping naming a known subscription maps its (still unmapped) license: done before any ping
+    # is built so that every ping of the batch, in whatever order, sees the mapping.
+    for item in inputs:
+        sub = subs_by_name.get(item.license_subscription_id)
+        lic = book.get(item)
+        if sub is not None and lic is not None and lic.subscription_id is None:
+            book.map(lic, sub, via=MappingSource.PING)
+    book.save()
 
     existing = {
         (iid, recorded): (pid, sid)
@@ -201,8 +241,9 @@ def _store(inputs: Sequence[PingInput], source: str) -> StoreSummary:
 
     summary = StoreSummary()
     new_pings: list[UsagePing] = []
-    slots: list[int] = []  # index into summary.outcomes for each new ping
-    batch_keys: dict[tuple, int] = {}
+    new_items: list[PingInput] = []
+    first_in_batch: dict[tuple, StoreOutcome] = {}
+    later_duplicates: list[tuple[StoreOutcome, tuple]] = []
     for item in inputs:
         instance = instances[item.identity]
         key = (instance.id, item.recorded_at)
@@ -210,47 +251,55 @@ def _store(inputs: Sequence[PingInput], source: str) -> StoreSummary:
             ping_id, sub_id = existing[key]
             summary.outcomes.append(StoreOutcome("duplicate", ping_id, sub_id is None, item.label))
             continue
-        if key in batch_keys:
-            summary.outcomes.append(StoreOutcome("duplicate", 0, False, item.label))
+        if key in first_in_batch:
+            outcome = StoreOutcome("duplicate", 0, False, item.label)
+            later_duplicates.append((outcome, key))
+            summary.outcomes.append(outcome)
             continue
-        license = licenses.get(_license_key(item))
-        subscription = _subscription_for(item, license, subs_by_name, instance, now)
-        ping = UsagePing(
-            instance_id=instance.id,
-            recorded_at=item.recorded_at,
-            received_at=now,
-            source=source,
-            version=item.version,
-            edition=item.edition,
-            license=license,
-            subscription=subscription,
-            license_md5=item.license_md5,
-            license_sha256=item.license_sha256,
-            license_subscription_id=item.license_subscription_id,
-            license_plan=item.license_plan,
-            license_trial=item.license_trial,
-            raw_payload=compress_raw(item.raw),
-            **{name: _as_int(item.metrics.get(name)) for name in METRIC_NAMES},
+        lic = book.get(item)
+        subscription = subs_by_name.get(item.license_subscription_id)
+        if subscription is None and lic is not None and lic.subscription_id is not None:
+            subscription = lic.subscription
+        new_pings.append(
+            UsagePing(
+                instance_id=instance.id,
+                recorded_at=item.recorded_at,
+                received_at=now,
+                source=source,
+                version=item.version,
+                edition=item.edition,
+                license=lic,
+                subscription=subscription,
+                license_md5=item.license_md5,
+                license_sha256=item.license_sha256,
+                license_subscription_id=item.license_subscription_id,
+                license_plan=item.license_plan,
+                license_trial=item.license_trial,
+                raw_payload=(
+                    item.raw_compressed
+                    if item.raw_compressed is not None
+                    else compress_raw(item.raw)
+                ),
+                **{name: _as_int(item.metrics.get(name)) for name in METRIC_NAMES},
+            )
         )
-        batch_keys[key] = len(summary.outcomes)
-        slots.append(len(summary.outcomes))
-        summary.outcomes.append(StoreOutcome("accepted", 0, subscription is None, item.label))
-        new_pings.append(ping)
+        new_items.append(item)
+        outcome = StoreOutcome("accepted", 0, subscription is None, item.label)
+        first_in_batch[key] = outcome
+        summary.outcomes.append(outcome)
 
     UsagePing.objects.bulk_create(new_pings, batch_size=500)
-    for slot, ping in zip(slots, new_pings, strict=True):
-        summary.outcomes[slot].ping_id = ping.id
-    # Duplicates inside one batch point at the ping stored for their first occurrence.
-    for item_index, item in enumerate(inputs):
-        outcome = summary.outcomes[item_index]
-        if outcome.status == "duplicate" and outcome.ping_id == 0:
-            instance = instances[item.identity]
-            first = summary.outcomes[batch_keys[(instance.id, item.recorded_at)]]
-            outcome.ping_id, outcome.unmapped = first.ping_id, first.unmapped
+    for ping, key in zip(new_pings, first_in_batch, strict=True):
+        first_in_batch[key].ping_id = ping.id
+    # A ping repeated inside one batch points at the row stored for its first occurrence.
+    for outcome, key in later_duplicates:
+        first = first_in_batch[key]
+        outcome.ping_id, outcome.unmapped = first.ping_id, first.unmapped
 
-    touched = _instances_touch(instances, new_pings)
+    touched = _instances_touch(instances, new_pings, new_items)
     monthly_refresh(pings=new_pings, instances=instances)
     summary.company_ids = {inst.company_id for inst in touched if inst.company_id}
+    summary.company_ids |= book.attach_waiting()
     return summary
 
 
@@ -270,7 +319,9 @@ def _instances_for(inputs: Sequence[PingInput], now: datetime) -> dict[tuple, In
     found = _fetch_instances(wanted)
     missing = [item for identity, item in wanted.items() if identity not in found]
     if missing:
-        Instance.objects.bulk_create(
+        # No ignore_conflicts: primary keys come back on both databases, and a concurrent
+        # creator raises IntegrityError, which makes pings_store retry the batch once.
+        created = Instance.objects.bulk_create(
             [
                 Instance(
                     kind=item.kind,
@@ -287,9 +338,10 @@ def _instances_for(inputs: Sequence[PingInput], now: datetime) -> dict[tuple, In
                 )
                 for item in missing
             ],
-            ignore_conflicts=True,
+            batch_size=500,
         )
-        found = _fetch_instances(wanted)
+        for item, inst in zip(missing, created, strict=True):
+            found[item.identity] = inst
     return found
 
 
@@ -319,72 +371,187 @@ def _license_key(item: PingInput) -> tuple[str, str] | None:
     return None
 
 
-def _licenses_for(inputs: Sequence[PingInput], now: datetime) -> dict[tuple[str, str], License]:
-    """The License row for each (md5, sha256) pair in the batch, created when first seen."""
-    pairs: dict[tuple[str, str], PingInput] = {}
-    for item in inputs:
-        key = _license_key(item)
-        if key:
-            pairs.setdefault(key, item)
-    if not pairs:
-        return {}
-    md5s = {md5 for md5, _ in pairs if md5}
-    shas = {sha for _, sha in pairs if sha}
-    by_md5, by_sha = _fetch_licenses(md5s, shas)
+_LICENSE_FIELDS = [
+    "md5",
+    "sha256",
+    "subscription_name",
+    "plan",
+    "first_seen_at",
+    "last_seen_at",
+    "subscription",
+    "mapped_via",
+    "mapped_by",
+    "mapped_at",
+]
 
-    result: dict[tuple[str, str], License] = {}
-    to_create: dict[tuple[str, str], License] = {}
-    to_update: list[License] = []
-    for (md5, sha), item in pairs.items():
-        lic = (md5 and by_md5.get(md5)) or (sha and by_sha.get(sha)) or None
-        if lic is None:
-            to_create[(md5, sha)] = License(
-                md5=md5 or None,
-                sha256=sha or None,
-                subscription_name=item.license_subscription_id,
-                plan=item.license_plan,
-                first_seen_at=now,
-                last_seen_at=now,
-            )
-            continue
+
+class _LicenseBook:
+    """The batch's ``License`` rows, one per license key, however the pings spell the key.
+
+    A license key shows up as md5 only (before 15.2), md5 + sha256 (15.2 to 16.1) and sha256 only
+    (16.2+); GitLab's mapping file knows it by md5. Rows first seen through different hashes are
+    merged as soon as a ping carrying both hashes proves they are one key: the survivor keeps the
+    mapping (a person's or an import's over one from a ping), pings and instances follow it.
+    """
+
+    def __init__(self, *, now: datetime) -> None:
+        self.now = now
+        self.by_md5: dict[str, License] = {}
+        self.by_sha: dict[str, License] = {}
+        self.by_pair: dict[tuple[str, str], License] = {}
+        self.new: list[License] = []
+        self.dirty: dict[int, License] = {}  # saved rows to update, by pk
+        self.merges: list[tuple[License, License]] = []  # saved (survivor, absorbed) pairs
+        self.forward: dict[int, License] = {}  # id() of an absorbed object -> its survivor
+        self.newly_mapped: list[License] = []  # saved rows mapped now: their older pings wait
+
+    def load(self, inputs: Sequence[PingInput]) -> None:
+        pairs: dict[tuple[str, str], PingInput] = {}
+        for item in inputs:
+            key = _license_key(item)
+            if key:
+                pairs[key] = item  # the last item wins: its subscription id and plan are newest
+        if not pairs:
+            return
+        md5s = {md5 for md5, _ in pairs if md5}
+        shas = {sha for _, sha in pairs if sha}
+        for lic in License.objects.filter(Q(md5__in=md5s) | Q(sha256__in=shas)).select_related(
+            "subscription"
+        ):
+            self._register(lic)
+        for key, item in pairs.items():
+            self.by_pair[key] = self._resolve(key, item)
+
+    def get(self, item: PingInput) -> License | None:
+        key = _license_key(item)
+        if key is None:
+            return None
+        lic = self.by_pair[key]
+        while id(lic) in self.forward:
+            lic = self.forward[id(lic)]
+        return lic
+
+    def map(self, lic: License, subscription: Subscription, *, via: str) -> None:
+        lic.subscription, lic.mapped_via, lic.mapped_at = subscription, via, self.now
+        if lic.pk is not None:
+            self.dirty[lic.pk] = lic
+            self.newly_mapped.append(lic)
+
+    def save(self) -> None:
+        """Write merges, updates and new rows, in the order the unique constraints allow."""
+        for survivor, absorbed in self.merges:
+            UsagePing.objects.filter(license=absorbed).update(license=survivor)
+            Instance.objects.filter(license=absorbed).update(license=survivor)
+            # Delete first: the survivor is about to take over the absorbed row's hash.
+            absorbed.delete()
+        if self.dirty:
+            License.objects.bulk_update(list(self.dirty.values()), _LICENSE_FIELDS)
+        if self.new:
+            License.objects.bulk_create(self.new)
+
+    def attach_waiting(self) -> set[int]:
+        """Attach earlier unmapped pings and instances of licenses mapped in this batch."""
+        by_sub: dict[Subscription, set[int]] = defaultdict(set)
+        for lic in self.newly_mapped:
+            if lic.subscription_id is not None:
+                by_sub[lic.subscription].add(lic.pk)
+        company_ids: set[int] = set()
+        for sub, license_ids in by_sub.items():
+            attached = UsagePing.objects.filter(
+                license_id__in=license_ids, subscription__isnull=True
+            ).update(subscription=sub)
+            if attached:
+                company_ids.add(sub.company_id)
+            company_ids |= _attach(Q(license_id__in=license_ids), sub)
+        return company_ids
+
+    def _register(self, lic: License) -> None:
+        if lic.md5:
+            self.by_md5[lic.md5] = lic
+        if lic.sha256:
+            self.by_sha[lic.sha256] = lic
+
+    def _touch(self, lic: License) -> None:
+        if lic.pk is not None:
+            self.dirty[lic.pk] = lic
+
+    def _resolve(self, key: tuple[str, str], item: PingInput) -> License:
+        md5, sha = key
+        by_md5 = self.by_md5.get(md5) if md5 else None
+        by_sha = self.by_sha.get(sha) if sha else None
+        if by_md5 is not None and by_sha is not None and by_md5 is not by_sha:
+            if by_md5.sha256 is None and by_sha.md5 is None:
+                lic = self._merge(by_md5, by_sha)
+            else:
+                # Two hashes of one key cannot belong to two different keys; a sender mixing
+                # them is broken. Keep both rows as they are and go by the md5.
+                logger.warning("license hashes %s / %s name two different licenses", md5, sha)
+                lic = by_md5
+        elif by_md5 is not None or by_sha is not None:
+            lic = by_md5 or by_sha
+            if md5 and lic.md5 is None:
+                lic.md5 = md5
+                self._touch(lic)
+            if sha and lic.sha256 is None:
+                lic.sha256 = sha
+                self._touch(lic)
+        else:
+            lic = License(md5=md5 or None, sha256=sha or None, first_seen_at=self.now)
+            self.new.append(lic)
+        self._register(lic)
+        self._note_sighting(lic, item)
+        return lic
+
+    def _note_sighting(self, lic: License, item: PingInput) -> None:
         changed = False
-        # One license appears with md5 only (before 15.2), both, then sha256 only (16.2+).
-        if md5 and not lic.md5 and md5 not in by_md5:
-            lic.md5, changed = md5, True
-        if sha and not lic.sha256 and sha not in by_sha:
-            lic.sha256, changed = sha, True
         if item.license_subscription_id and lic.subscription_name != item.license_subscription_id:
             lic.subscription_name, changed = item.license_subscription_id, True
-        if lic.last_seen_at is None or lic.last_seen_at < now - timedelta(hours=1):
-            lic.last_seen_at, changed = now, True
+        if item.license_plan and lic.plan != item.license_plan:
+            lic.plan, changed = item.license_plan, True
+        if lic.first_seen_at is None:  # created by a mapping import before any ping
+            lic.first_seen_at, changed = self.now, True
+        # Touch at most once an hour: a weekly sender should not cost a write per batch.
+        if lic.last_seen_at is None or lic.last_seen_at < self.now - timedelta(hours=1):
+            lic.last_seen_at, changed = self.now, True
         if changed:
-            to_update.append(lic)
-        result[(md5, sha)] = lic
-    if to_update:
-        License.objects.bulk_update(
-            to_update, ["md5", "sha256", "subscription_name", "last_seen_at"]
-        )
-    if to_create:
-        License.objects.bulk_create(to_create.values(), ignore_conflicts=True)
-        by_md5, by_sha = _fetch_licenses(
-            {m for m, _ in to_create if m}, {s for _, s in to_create if s}
-        )
-        for md5, sha in to_create:
-            result[(md5, sha)] = (md5 and by_md5.get(md5)) or by_sha[sha]
-    return result
+            self._touch(lic)
+
+    def _merge(self, a: License, b: License) -> License:
+        survivor, absorbed = sorted((a, b), key=_survivor_rank)
+        survivor.md5 = survivor.md5 or absorbed.md5
+        survivor.sha256 = survivor.sha256 or absorbed.sha256
+        survivor.subscription_name = survivor.subscription_name or absorbed.subscription_name
+        survivor.plan = survivor.plan or absorbed.plan
+        if survivor.subscription_id is None and absorbed.subscription_id is not None:
+            survivor.subscription = absorbed.subscription
+            survivor.mapped_via = absorbed.mapped_via
+            survivor.mapped_by_id = absorbed.mapped_by_id
+            survivor.mapped_at = absorbed.mapped_at
+        if survivor.pk is not None:
+            # Pings of either row that were waiting attach to the merged row's mapping, if any.
+            self.newly_mapped.append(survivor)
+        seen = [t for t in (survivor.first_seen_at, absorbed.first_seen_at) if t]
+        survivor.first_seen_at = min(seen) if seen else None
+        self.forward[id(absorbed)] = survivor
+        if absorbed.pk is None:
+            self.new.remove(absorbed)
+        else:
+            self.dirty.pop(absorbed.pk, None)
+            self.merges.append((survivor, absorbed))
+        self._touch(survivor)
+        self._register(survivor)
+        return survivor
 
 
-def _fetch_licenses(md5s: set[str], shas: set[str]):
-    rows = License.objects.filter(Q(md5__in=md5s) | Q(sha256__in=shas)).select_related(
-        "subscription"
+def _survivor_rank(lic: License) -> tuple:
+    # Saved before new, mapped before unmapped, a person's or an import's mapping before a ping's,
+    # then the oldest row.
+    return (
+        lic.pk is None,
+        lic.subscription_id is None,
+        lic.mapped_via == MappingSource.PING,
+        lic.pk or 0,
     )
-    by_md5, by_sha = {}, {}
-    for lic in rows:
-        if lic.md5:
-            by_md5[lic.md5] = lic
-        if lic.sha256:
-            by_sha[lic.sha256] = lic
-    return by_md5, by_sha
 
 
 def _subscriptions_by_name(names: set[str]) -> dict[str, Subscription]:
@@ -393,41 +560,35 @@ def _subscriptions_by_name(names: set[str]) -> dict[str, Subscription]:
     return {s.name: s for s in Subscription.objects.filter(name__in=names)}
 
 
-def _subscription_for(item, license, subs_by_name, instance, now) -> Subscription | None:
-    """The ping's subscription id first, then the license mapping; SaaS rows name it directly."""
-    sub = subs_by_name.get(item.license_subscription_id) if item.license_subscription_id else None
-    if sub is not None:
-        if license is not None and license.subscription_id is None:
-            license.subscription, license.mapped_via, license.mapped_at = sub, "ping", now
-            license.save(update_fields=["subscription", "mapped_via", "mapped_at"])
-        return sub
-    if license is not None and license.subscription_id:
-        return license.subscription
-    return None
-
-
 def _instances_touch(
-    instances: dict[tuple, Instance], new_pings: list[UsagePing]
+    instances: dict[tuple, Instance], new_pings: list[UsagePing], items: list[PingInput]
 ) -> list[Instance]:
-    """Move each instance's version, ping dates and mapping forward to its newest ping."""
+    """Move each instance's version, ping dates and mapping forward to its newest ping.
+
+    An instance with no subscription yet takes one from any of its new pings, even an older one
+    arriving late. Returns the instances that received new pings.
+    """
     by_id = {inst.id: inst for inst in instances.values()}
     changed: dict[int, Instance] = {}
-    for ping in new_pings:
+    for ping, item in zip(new_pings, items, strict=True):
         inst = by_id[ping.instance_id]
+        changed[inst.id] = inst
         if inst.first_ping_at is None or ping.recorded_at < inst.first_ping_at:
             inst.first_ping_at = ping.recorded_at
-            changed[inst.id] = inst
-        if inst.last_ping_at is None or ping.recorded_at >= inst.last_ping_at:
+        newest = inst.last_ping_at is None or ping.recorded_at >= inst.last_ping_at
+        if newest:
             inst.last_ping_at = ping.recorded_at
-            inst.version = ping.version
-            inst.version_sort = version_sort_key(_version_tuple(ping.version))
-            inst.edition = ping.edition
+            if inst.kind == InstanceKind.SELF_MANAGED:
+                inst.version = ping.version
+                inst.version_sort = version_sort_key(parse_version(ping.version))
+                inst.edition = ping.edition
+            if item.namespace_path:
+                inst.namespace_path = item.namespace_path
             if ping.license_id:
                 inst.license_id = ping.license_id
-            if ping.subscription_id:
-                inst.subscription_id = ping.subscription_id
-                inst.company_id = ping.subscription.company_id
-            changed[inst.id] = inst
+        if ping.subscription_id and (newest or inst.subscription_id is None):
+            inst.subscription_id = ping.subscription_id
+            inst.company_id = ping.subscription.company_id
     if changed:
         Instance.objects.bulk_update(
             changed.values(),
@@ -437,23 +598,22 @@ def _instances_touch(
                 "version",
                 "version_sort",
                 "edition",
+                "namespace_path",
                 "license",
                 "subscription",
                 "company",
             ],
             batch_size=500,
         )
-    return list(by_id.values())
-
-
-def _version_tuple(version: str):
-    from .parsing import parse_version
-
-    return parse_version(version)
+    return list(changed.values())
 
 
 def monthly_refresh(*, pings: Iterable[UsagePing], instances: dict | None = None) -> int:
-    """Keep ``MonthlyUsage`` = the last ping of each calendar month, for the given new pings."""
+    """Keep ``MonthlyUsage`` = the last ping of each calendar month, for the given new pings.
+
+    ``instances`` (identity -> Instance, as ``pings_store`` holds them) saves looking up each
+    instance's company. Returns the number of monthly rows written.
+    """
     latest: dict[tuple[int, date], UsagePing] = {}
     for ping in pings:
         month = ping.recorded_at.date().replace(day=1)
@@ -462,15 +622,19 @@ def monthly_refresh(*, pings: Iterable[UsagePing], instances: dict | None = None
             latest[key] = ping
     if not latest:
         return 0
+    instance_ids = {k[0] for k in latest}
     current = {
         (iid, month): rec
         for iid, month, rec in MonthlyUsage.objects.filter(
-            instance_id__in={k[0] for k in latest}, month__in={k[1] for k in latest}
+            instance_id__in=instance_ids, month__in={k[1] for k in latest}
         ).values_list("instance_id", "month", "recorded_at")
     }
-    companies = dict(
-        Instance.objects.filter(id__in={k[0] for k in latest}).values_list("id", "company_id")
-    )
+    if instances is not None:
+        companies = {inst.id: inst.company_id for inst in instances.values()}
+    else:
+        companies = dict(
+            Instance.objects.filter(id__in=instance_ids).values_list("id", "company_id")
+        )
     rows = [
         MonthlyUsage(
             instance_id=iid,
@@ -494,13 +658,14 @@ def monthly_refresh(*, pings: Iterable[UsagePing], instances: dict | None = None
     return len(rows)
 
 
-def _queue_refresh(company_ids: set[int]) -> None:
-    if not company_ids:
+def companies_refresh_queue(*, company_ids: Iterable[int], reason: str = "new ping") -> None:
+    """Queue ONE score refresh for these companies once the current transaction commits."""
+    ids = sorted(set(company_ids))
+    if not ids:
         return
     from scoring.tasks import refresh_companies
 
-    ids = sorted(company_ids)
-    transaction.on_commit(lambda: refresh_companies.delay(ids, "new ping"))
+    transaction.on_commit(lambda: refresh_companies.delay(ids, reason))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -510,45 +675,112 @@ def _queue_refresh(company_ids: set[int]) -> None:
 def license_map(*, license: License, subscription: Subscription, by=None, via: str) -> int:
     """Map a license to a subscription and attach every ping and instance that waited for it.
 
-    Returns the number of pings attached. Recorded with who did it and how.
+    Pings stored unmapped with this license get the subscription; so do pings that got the
+    license's previous mapping (a correction moves them), but never pings whose own
+    ``license_subscription_id`` named their subscription. Recorded with who did it and how.
+    Returns the number of pings attached or moved; queues a score refresh for the companies
+    concerned.
     """
+    return licenses_map(pairs=[(license, subscription)], by=by, via=via)
+
+
+def licenses_map(*, pairs: Sequence[tuple[License, Subscription]], by=None, via: str) -> int:
+    """``license_map`` for many licenses at once: queries grow with subscriptions, not rows."""
+    if not pairs:
+        return 0
+    now = timezone.now()
+    user = by if by is not None and by.is_authenticated else None
+    attached = 0
+    company_ids: set[int] = set()
     with transaction.atomic():
-        license.subscription = subscription
-        license.mapped_via = via
-        license.mapped_by = by if by is not None and by.is_authenticated else None
-        license.mapped_at = timezone.now()
-        license.save(update_fields=["subscription", "mapped_via", "mapped_by", "mapped_at"])
-        attached = UsagePing.objects.filter(license=license, subscription__isnull=True).update(
-            subscription=subscription
+        previous: dict[int, Subscription | None] = {}
+        for lic, sub in pairs:
+            previous[lic.pk] = lic.subscription if lic.subscription_id else None
+            lic.subscription, lic.mapped_via, lic.mapped_by, lic.mapped_at = sub, via, user, now
+        License.objects.bulk_update(
+            [lic for lic, _ in pairs], ["subscription", "mapped_via", "mapped_by", "mapped_at"]
         )
-        company_ids = _attach_instances(Q(license=license), subscription)
-        _queue_refresh(company_ids)
+        by_target: dict[tuple, list[int]] = defaultdict(list)
+        for lic, sub in pairs:
+            by_target[(sub, previous[lic.pk])].append(lic.pk)
+        for (sub, old), license_ids in by_target.items():
+            waiting = Q(subscription__isnull=True)
+            if old is not None and old.pk != sub.pk:
+                waiting |= Q(subscription=old) & ~Q(license_subscription_id=old.name)
+                company_ids.add(old.company_id)
+            attached += UsagePing.objects.filter(waiting, license_id__in=license_ids).update(
+                subscription=sub
+            )
+            company_ids |= _attach(Q(license_id__in=license_ids), sub, previous=old)
+        companies_refresh_queue(company_ids=company_ids, reason="license mapped")
     return attached
 
 
 def subscription_attach_waiting(*, subscription: Subscription) -> int:
     """Attach unmapped pings whose ``license_subscription_id`` names this (new) subscription."""
+    return subscriptions_attach_waiting(subscriptions=[subscription])
+
+
+def subscriptions_attach_waiting(*, subscriptions: Sequence[Subscription]) -> int:
+    """Attach pings waiting for these (newly imported) subscriptions, and their licenses.
+
+    A ping whose ``license_subscription_id`` names one of them gets it; its license, if still
+    unmapped, is mapped to it (as from a ping), and so every other waiting ping of that license
+    (e.g. older pings without a subscription id) attaches too. Instances follow. Returns the
+    number of pings attached; queues a score refresh for the companies concerned.
+    """
+    by_name = {s.name: s for s in subscriptions}
+    if not by_name:
+        return 0
+    now = timezone.now()
+    attached = 0
+    company_ids: set[int] = set()
     with transaction.atomic():
-        pings = UsagePing.objects.filter(
-            subscription__isnull=True, license_subscription_id=subscription.name
+        waiting = list(
+            UsagePing.objects.filter(subscription__isnull=True, license_subscription_id__in=by_name)
+            .values_list("license_subscription_id", "license_id")
+            .distinct()
         )
-        license_ids = set(pings.exclude(license=None).values_list("license_id", flat=True))
-        attached = pings.update(subscription=subscription)
-        License.objects.filter(id__in=license_ids, subscription__isnull=True).update(
-            subscription=subscription, mapped_via=MappingSource.PING, mapped_at=timezone.now()
-        )
-        company_ids = _attach_instances(
-            Q(license_id__in=license_ids) | Q(pings__license_subscription_id=subscription.name),
-            subscription,
-        )
-        _queue_refresh(company_ids)
+        if not waiting:
+            return 0
+        license_ids: dict[str, set[int]] = defaultdict(set)
+        for name, license_id in waiting:
+            if license_id is not None:
+                license_ids[name].add(license_id)
+        for name in {name for name, _ in waiting}:
+            sub = by_name[name]
+            ids = license_ids[name]
+            newly = set(
+                License.objects.filter(id__in=ids, subscription__isnull=True).values_list(
+                    "id", flat=True
+                )
+            )
+            if newly:
+                License.objects.filter(id__in=newly).update(
+                    subscription=sub, mapped_via=MappingSource.PING, mapped_at=now
+                )
+            scope = Q(license_subscription_id=name) | Q(license_id__in=newly)
+            attached += UsagePing.objects.filter(scope, subscription__isnull=True).update(
+                subscription=sub
+            )
+            instance_scope = Q(license_id__in=ids) | Q(
+                id__in=UsagePing.objects.filter(license_subscription_id=name).values("instance_id")
+            )
+            company_ids |= _attach(instance_scope, sub)
+            company_ids.add(sub.company_id)
+        companies_refresh_queue(company_ids=company_ids, reason="subscription imported")
     return attached
 
 
-def _attach_instances(query: Q, subscription: Subscription) -> set[int]:
-    ids = set(
-        Instance.objects.filter(query, subscription__isnull=True).values_list("id", flat=True)
-    )
+def _attach(query: Q, subscription: Subscription, *, previous: Subscription | None = None):
+    """Give matching instances without a subscription (or on ``previous``) this subscription.
+
+    Their monthly rows follow them to the subscription's company. Returns the companies concerned.
+    """
+    scope = Q(subscription__isnull=True)
+    if previous is not None and previous.pk != subscription.pk:
+        scope |= Q(subscription=previous)
+    ids = list(Instance.objects.filter(query).filter(scope).values_list("id", flat=True))
     if not ids:
         return set()
     Instance.objects.filter(id__in=ids).update(
@@ -563,14 +795,42 @@ def _attach_instances(query: Q, subscription: Subscription) -> set[int]:
 
 
 def rejected_payload_keep(*, source: str, reason: str, raw: bytes | None, filename: str = ""):
-    """Keep what could not be stored as a ping, so ops can see it and nothing vanishes."""
+    """Keep what could not be stored as a ping, so ops can see it and nothing vanishes.
+
+    At most ``RAW_KEEP_LIMIT`` bytes of it are kept (compressed).
+    """
     blob = compress_raw(raw[:RAW_KEEP_LIMIT]) if raw else None
     return RejectedPayload.objects.create(
-        source=source, filename=filename[:255], reason=reason, raw=blob
+        source=source,
+        filename=_storable_text(filename)[:255],
+        reason=_storable_text(reason),
+        raw=blob,
+    )
+
+
+def rejected_payloads_keep(*, source: str, rejections: Sequence[tuple[str, str, bytes | None]]):
+    """``rejected_payload_keep`` for many (filename, reason, raw) at once, in one insert."""
+    RejectedPayload.objects.bulk_create(
+        [
+            RejectedPayload(
+                source=source,
+                filename=_storable_text(filename)[:255],
+                reason=_storable_text(reason),
+                raw=compress_raw(raw[:RAW_KEEP_LIMIT]) if raw else None,
+            )
+            for filename, reason, raw in rejections
+        ],
+        batch_size=100,
     )
 
 
 def ping_report_store(*, kind: str, parsed, payload: dict) -> PingReport:
+    """Store a ``/usage_ping_errors`` or ``/usage_ping_metadata`` report for ops.
+
+    The payload is kept as JSON made storable: PostgreSQL's jsonb refuses NUL characters and
+    non-finite numbers, which a broken sender may still send.
+    """
+    payload = _storable_json(payload)
     if kind == PingReport.Kind.ERROR:
         return PingReport.objects.create(
             kind=kind,
@@ -587,6 +847,24 @@ def ping_report_store(*, kind: str, parsed, payload: dict) -> PingReport:
         message=f"{len(parsed.metrics)} metric timings",
         payload=payload,
     )
+
+
+def _storable_text(value: str) -> str:
+    return value.replace("\x00", "\N{REPLACEMENT CHARACTER}")
+
+
+def _storable_json(value):
+    if isinstance(value, str):
+        return _storable_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**300:
+        return None  # past what any database's JSON number holds
+    if isinstance(value, dict):
+        return {_storable_text(str(k)): _storable_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable_json(v) for v in value]
+    return value
 
 
 def _hash_token(secret: str) -> str:
@@ -606,6 +884,7 @@ def ingest_token_create(*, name: str, by=None) -> tuple[IngestToken, str]:
 
 
 def ingest_token_authenticate(secret: str) -> IngestToken | None:
+    """The active (not revoked) token with this secret, or None. Marks it used."""
     if not secret:
         return None
     token = IngestToken.objects.filter(

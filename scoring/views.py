@@ -1,11 +1,65 @@
-"""The Product Usage Reporting dashboard."""
+"""The Product Usage Reporting dashboard: every account in one sortable, filterable table."""
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from __future__ import annotations
 
-from accounts.models import Company
+from django_filters.views import FilterView
+from django_tables2 import SingleTableMixin
+from django_tables2.export.views import ExportMixin
+
+from .filters import COLOR_FILTERS, DashboardFilter, dashboard_accounts, is_csm, with_csm_default
+from .tables import DashboardTable
+
+EXPORT_FORMATS = ("csv", "xlsx")
 
 
-def dashboard(request: HttpRequest) -> HttpResponse:
-    companies = Company.objects.select_related("csm").order_by("name")
-    return render(request, "accounts/dashboard.html", {"companies": companies, "nav": "dashboard"})
+class CsmDefaultFilterView(ExportMixin, SingleTableMixin, FilterView):
+    """A filtered, sortable, paginated, exportable list whose CSM filter defaults to "me".
+
+    Shared by the dashboard and the instance reports. Subclasses set ``nav`` (the left
+    navigation entry) and the usual ``table_class``/``filterset_class``/``template_name``.
+    """
+
+    export_formats = EXPORT_FORMATS
+    paginate_by = 50
+    nav = ""
+
+    def get_filterset_kwargs(self, filterset_class):
+        kwargs = super().get_filterset_kwargs(filterset_class)
+        kwargs["data"] = with_csm_default(self.request.GET, self.request.user)
+        return kwargs
+
+    def get_export_filename(self, export_format):
+        return f"{self.export_name}.{export_format}"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        data = self.filterset.data
+        user = self.request.user
+        context.update(
+            nav=self.nav,
+            export_formats=self.export_formats,
+            is_csm=is_csm(user),
+            showing_mine=data.get("csm") == str(user.pk),
+            filtered_count=context["table"].paginator.count if context["table"].page else None,
+        )
+        return context
+
+
+class DashboardView(CsmDefaultFilterView):
+    model = None
+    table_class = DashboardTable
+    filterset_class = DashboardFilter
+    template_name = "scoring/dashboard.html"
+    export_name = "product-usage-dashboard"
+    nav = "dashboard"
+
+    def get_queryset(self):
+        return dashboard_accounts()
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["color_filters"] = COLOR_FILTERS
+        return context
+
+
+dashboard = DashboardView.as_view()

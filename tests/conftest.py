@@ -91,3 +91,25 @@ def login(page, username: str, password: str = PASSWORD) -> None:
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_load_state("networkidle")
+
+
+@pytest.fixture(autouse=True)
+def _integration_needs_real_services(request):
+    """Integration tests fail, never skip, when PostgreSQL or Redis is missing."""
+    if request.node.get_closest_marker("integration") is None:
+        return
+    from django.conf import settings
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.fail(
+            "integration tests need PostgreSQL: set DATABASE_URL (make test-integration does)"
+        )
+    if not settings.REDIS_URL:
+        pytest.fail("integration tests need Redis: set REDIS_URL (make test-integration does)")
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.exceptions.RedisError as exc:
+        pytest.fail(f"Redis at {settings.REDIS_URL} is not reachable: {exc}")

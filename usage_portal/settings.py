@@ -156,6 +156,8 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+# Preloading is a one-way decision for the whole domain, so it is opt-in.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SILENCED_SYSTEM_CHECKS = env_list("SILENCED_SYSTEM_CHECKS")
@@ -233,6 +235,11 @@ CELERY_BEAT_SCHEDULE = {
     "run-labeling-rules": {
         "task": "scoring.tasks.run_labeling_rules",
         "schedule": crontab(hour=3, minute=15),
+    },
+    "daily-recompute": {  # account age and ping staleness move with the calendar
+        "task": "scoring.tasks.recompute_all",
+        "schedule": crontab(hour=1, minute=0),
+        "kwargs": {"reason": "daily", "history": False},
     },
     "weekly-instance-type-export": {
         "task": "scoring.tasks.export_instance_types",

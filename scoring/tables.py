@@ -1,0 +1,196 @@
+"""The dashboard table, and the column types every report shares (pills, numbers, dates).
+
+Columns that show HTML in the page (pills) are left out of exports; hidden columns carry the same
+figures as plain numbers and words, so a CSV or XLSX export is ready for a spreadsheet.
+"""
+
+from __future__ import annotations
+
+import django_tables2 as tables
+from django.contrib.humanize.templatetags.humanize import intcomma
+from django.db.models import Case, F, IntegerField, Value, When
+from django.urls import reverse
+from django.utils.html import format_html
+
+from accounts.models import Company
+
+COLORS = ("Red", "Yellow", "Green", "NA")
+NA_TITLE = "Not available: the account's scorecard says why"
+NUM = {"td": {"class": "num"}, "th": {"class": "num"}}
+
+
+def pill(color: str | None, text: object = None, *, title: str = "") -> str:
+    """A colour pill; an unknown or missing colour is NA."""
+    color = color if color in COLORS else "NA"
+    title = title or (NA_TITLE if color == "NA" else color)
+    shown = color if text is None else text
+    if text is not None and str(text) != color:
+        return format_html(
+            '<span class="pill pill-{}" title="{}">{}<span class="visually-hidden"> ({})</span>'
+            "</span>",
+            color,
+            title,
+            shown,
+            color,
+        )
+    return format_html('<span class="pill pill-{}" title="{}">{}</span>', color, title, shown)
+
+
+def percent(fraction: float | None) -> str:
+    """``0.4`` → ``"40%"``, ``0.4237`` → ``"42.4%"``."""
+    if fraction is None:
+        return "NA"
+    return f"{round(fraction * 100, 1):g}%"
+
+
+def nulls_last(field: str, is_descending: bool):
+    expression = F(field)
+    return expression.desc(nulls_last=True) if is_descending else expression.asc(nulls_last=True)
+
+
+def color_rank(field: str) -> Case:
+    """Red first, then Yellow, Green, NA: ascending order puts what needs attention on top."""
+    return Case(
+        *(When(**{field: color}, then=Value(rank)) for rank, color in enumerate(COLORS[:3])),
+        default=Value(len(COLORS)),
+        output_field=IntegerField(),
+    )
+
+
+class NumberColumn(tables.Column):
+    """A right-aligned whole number with thousands separators; sorts with NULLs last."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("attrs", NUM)
+        super().__init__(*args, **kwargs)
+
+    def render(self, value):
+        return intcomma(value)
+
+    def value(self, value):
+        return value
+
+    def order(self, queryset, is_descending):
+        return queryset.order_by(nulls_last(str(self.accessor), is_descending), "pk"), True
+
+
+class ColorColumn(tables.Column):
+    """A measure's colour as a pill (NA when there is none); sorts Red → Yellow → Green → NA."""
+
+    empty_values = ()
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("attrs", {"td": {"class": "color"}})
+        super().__init__(*args, **kwargs)
+
+    def render(self, value):
+        return pill(value)
+
+    def value(self, value):
+        return value or "NA"
+
+    def order(self, queryset, is_descending):
+        rank = color_rank(str(self.accessor))
+        return queryset.order_by(rank.desc() if is_descending else rank.asc(), "name", "pk"), True
+
+
+class DateColumn(tables.DateColumn):
+    """An ISO date (unambiguous for every reader and every spreadsheet); NULLs sort last."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("format", "Y-m-d")
+        kwargs.setdefault("attrs", {"td": {"class": "date"}})
+        super().__init__(*args, **kwargs)
+
+    def value(self, value):
+        return value.date() if hasattr(value, "date") else value
+
+    def order(self, queryset, is_descending):
+        return queryset.order_by(nulls_last(str(self.accessor), is_descending), "pk"), True
+
+
+class CsmColumn(tables.Column):
+    def __init__(self, *args, accessor="csm", **kwargs):
+        prefix = f"{accessor}__"
+        kwargs.setdefault("verbose_name", "CSM")
+        kwargs.setdefault(
+            "order_by", (f"{prefix}first_name", f"{prefix}last_name", f"{prefix}username")
+        )
+        super().__init__(*args, accessor=accessor, **kwargs)
+
+    def render(self, value):
+        return value.get_full_name() or value.get_username()
+
+    def value(self, value):
+        return self.render(value) if value else ""
+
+
+def account_link(record_pk_field: str = "pk"):
+    return lambda record: reverse("account_summary", args=[getattr(record, record_pk_field)])
+
+
+class DashboardTable(tables.Table):
+    name = tables.Column(verbose_name="Account", linkify=account_link())
+    crm_account_id = tables.Column(verbose_name="CRM account id", visible=False)
+    csm = CsmColumn()
+    segment = tables.Column()
+    licensed_seats = NumberColumn(verbose_name="Licensed seats")
+    billable_users = NumberColumn(verbose_name="Billable users")
+    license_utilization = tables.Column(
+        verbose_name="License utilization",
+        empty_values=(),
+        attrs={"td": {"class": "num"}, "th": {"class": "num"}},
+        exclude_from_export=True,
+    )
+    lu_percent = tables.Column(
+        verbose_name="License utilization (%)", accessor="license_utilization", visible=False
+    )
+    lu_color = ColorColumn(verbose_name="License utilization colour", visible=False)
+    ue_color = ColorColumn(verbose_name="User Engagement")
+    scm_color = ColorColumn(verbose_name="SCM")
+    ci_color = ColorColumn(verbose_name="CI")
+    cd_color = ColorColumn(verbose_name="CD")
+    devsecops_color = ColorColumn(verbose_name="DevSecOps")
+    product_usage = tables.Column(
+        verbose_name="Product usage",
+        accessor="product_usage_value",
+        empty_values=(),
+        attrs={"td": {"class": "num"}, "th": {"class": "num"}},
+        exclude_from_export=True,
+    )
+    product_usage_value = tables.Column(verbose_name="Product usage score", visible=False)
+    product_usage_color = ColorColumn(verbose_name="Product usage colour", visible=False)
+    overall_color = ColorColumn(verbose_name="Overall health")
+    last_ping_at = DateColumn(verbose_name="Last ping")
+    n_production = NumberColumn(verbose_name="Production")
+    n_non_production = NumberColumn(verbose_name="Non-Prod")
+    n_unknown = NumberColumn(verbose_name="Unknown")
+    n_other = NumberColumn(verbose_name="Other")
+
+    class Meta:
+        model = Company
+        fields = ()
+        order_by = ("name",)
+        empty_text = "No accounts match these filters."
+        attrs = {"class": "table table-dashboard"}
+
+    def render_license_utilization(self, record):
+        value = record.license_utilization
+        return pill(record.lu_color, percent(value) if value is not None else "NA")
+
+    def order_license_utilization(self, queryset, is_descending):
+        return queryset.order_by(nulls_last("license_utilization", is_descending), "pk"), True
+
+    def value_lu_percent(self, value):
+        return None if value is None else round(value * 100, 1)
+
+    def render_product_usage(self, record):
+        value = record.product_usage_value
+        text = "NA" if value is None else f"{value:.0f}"
+        return pill(record.product_usage_color, text)
+
+    def order_product_usage(self, queryset, is_descending):
+        return queryset.order_by(nulls_last("product_usage_value", is_descending), "pk"), True
+
+    def value_product_usage_value(self, value):
+        return None if value is None else round(value, 1)

@@ -1,0 +1,181 @@
+"""The database itself keeps the data sane: unique identities and valid choices."""
+
+import datetime as dt
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Company, Subscription
+from instances.models import Instance, LabelChange, License, MonthlyUsage, UsagePing
+from scoring.models import ScoreSnapshot
+from tests.factories import CompanyFactory, InstanceFactory, SubscriptionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def refused(create) -> bool:
+    try:
+        with transaction.atomic():
+            create()
+    except IntegrityError:
+        return True
+    return False
+
+
+def test_crm_account_id_is_unique():
+    CompanyFactory(crm_account_id="0011")
+    assert refused(lambda: CompanyFactory(crm_account_id="0011"))
+
+
+def test_company_segment_and_sentiment_must_be_valid_choices():
+    assert refused(lambda: CompanyFactory(segment="Enterprise"))
+    assert refused(lambda: CompanyFactory(sentiment="Blue"))
+    assert not refused(lambda: CompanyFactory(segment="Digital", sentiment=""))
+
+
+def test_company_cannot_be_its_own_parent():
+    company = CompanyFactory()
+    company.parent_id = company.id
+    assert refused(company.save)
+
+
+def test_subscription_name_unique_and_fields_valid():
+    sub = SubscriptionFactory(name="A-S00000001")
+    assert refused(lambda: SubscriptionFactory(name="A-S00000001"))
+    assert refused(lambda: SubscriptionFactory(plan="platinum"))
+    assert refused(lambda: SubscriptionFactory(deployment="cloud"))
+    assert refused(lambda: SubscriptionFactory(status="paused"))
+    today = dt.date(2026, 1, 1)
+    assert refused(
+        lambda: SubscriptionFactory(start_date=today, end_date=today - dt.timedelta(days=1))
+    )
+    assert refused(lambda: SubscriptionFactory(arr=-5))
+    assert Subscription.objects.filter(pk=sub.pk).exists()
+
+
+def test_self_managed_instance_identity_is_unique_uuid_and_hostname():
+    InstanceFactory(uuid="u-1", hostname="a.example.com")
+    assert refused(lambda: InstanceFactory(uuid="u-1", hostname="a.example.com"))
+    # The same uuid on another hostname is another instance (cloned VMs do this).
+    assert not refused(lambda: InstanceFactory(uuid="u-1", hostname="b.example.com"))
+
+
+def test_instance_identity_must_match_its_kind():
+    assert refused(lambda: InstanceFactory(kind="self-managed", uuid=None))
+    assert refused(lambda: InstanceFactory(kind="saas", uuid=None, namespace_id=None))
+    InstanceFactory(kind="saas", uuid=None, hostname="", namespace_id=42)
+    assert refused(lambda: InstanceFactory(kind="saas", uuid=None, hostname="", namespace_id=42))
+
+
+def test_instance_type_and_inclusion_must_be_valid():
+    assert refused(lambda: InstanceFactory(instance_type="staging"))
+    assert refused(lambda: InstanceFactory(health_inclusion="maybe"))
+    assert Instance.objects.count() == 0
+
+
+def test_license_needs_an_identity_and_hashes_are_unique():
+    assert refused(lambda: License.objects.create())
+    License.objects.create(md5="a" * 32)
+    assert refused(lambda: License.objects.create(md5="a" * 32))
+    License.objects.create(sha256="b" * 64)
+    assert refused(lambda: License.objects.create(sha256="b" * 64))
+
+
+def test_one_ping_per_instance_and_recorded_at():
+    instance = InstanceFactory()
+    at = timezone.now()
+    UsagePing.objects.create(instance=instance, recorded_at=at, source="http")
+    assert refused(
+        lambda: UsagePing.objects.create(instance=instance, recorded_at=at, source="bulk")
+    )
+    assert refused(
+        lambda: UsagePing.objects.create(
+            instance=instance, recorded_at=at + dt.timedelta(days=7), source="carrier-pigeon"
+        )
+    )
+
+
+def test_monthly_usage_is_one_row_per_instance_month_on_the_first():
+    instance = InstanceFactory()
+    ping = UsagePing.objects.create(instance=instance, recorded_at=timezone.now(), source="http")
+    MonthlyUsage.objects.create(
+        instance=instance, month=dt.date(2026, 1, 1), ping=ping, recorded_at=ping.recorded_at
+    )
+    assert refused(
+        lambda: MonthlyUsage.objects.create(
+            instance=instance, month=dt.date(2026, 1, 1), ping=ping, recorded_at=ping.recorded_at
+        )
+    )
+    assert refused(
+        lambda: MonthlyUsage.objects.create(
+            instance=instance, month=dt.date(2026, 2, 3), ping=ping, recorded_at=ping.recorded_at
+        )
+    )
+
+
+def test_only_one_pending_label_change_per_instance_field():
+    instance = InstanceFactory()
+    now = timezone.now()
+
+    def pending(value):
+        return LabelChange.objects.create(
+            instance=instance,
+            field="instance_type",
+            old_value="production",
+            new_value=value,
+            author="x",
+            requested_at=now,
+            effective_at=now,
+        )
+
+    pending("obsolete")
+    assert refused(lambda: pending("non_production"))
+    assert refused(
+        lambda: LabelChange.objects.create(
+            instance=instance,
+            field="hostname",
+            new_value="x",
+            author="x",
+            requested_at=now,
+            effective_at=now,
+            status="applied",
+            applied_at=now,
+        )
+    )
+    # Effective before requested, or applied without a time, are refused too.
+    assert refused(
+        lambda: LabelChange.objects.create(
+            instance=instance,
+            field="health_inclusion",
+            new_value="opt_out",
+            author="x",
+            requested_at=now,
+            effective_at=now - dt.timedelta(hours=1),
+        )
+    )
+    assert refused(
+        lambda: LabelChange.objects.create(
+            instance=instance,
+            field="health_inclusion",
+            new_value="opt_out",
+            author="x",
+            requested_at=now,
+            effective_at=now,
+            status="applied",
+        )
+    )
+
+
+def test_one_current_score_snapshot_per_company():
+    company = Company.objects.create(name="A", crm_account_id="1", segment="Scale")
+    ScoreSnapshot.objects.create(company=company, scheme="s", inputs_hash="1", detail={})
+    assert refused(
+        lambda: ScoreSnapshot.objects.create(
+            company=company, scheme="s", inputs_hash="2", detail={}
+        )
+    )
+    ScoreSnapshot.objects.create(
+        company=company, scheme="s", inputs_hash="3", detail={}, is_current=False
+    )
+    assert ScoreSnapshot.objects.filter(company=company).count() == 2

@@ -1,0 +1,175 @@
+"""Labeling rules (product.md §7) and data out (§6): health API, health CSV, instance types."""
+
+import csv
+import datetime as dt
+import io
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from instances.labels import label_change_request
+from instances.models import LabelChange
+from instances.services import ingest_token_create
+from scoring.exports import instance_types_export_write
+from scoring.rules import (
+    SINGLE_INSTANCE_RULE,
+    UTILIZATION_RULE,
+    RuleInstance,
+    rule_decisions,
+)
+from scoring.services import companies_refresh
+from tests.factories import CompanyFactory, InstanceFactory, SubscriptionFactory, store_ping
+
+pytestmark = pytest.mark.django_db
+
+
+def ri(i, **kw):
+    base = {
+        "instance_id": i,
+        "is_saas": False,
+        "instance_type": "unknown",
+        "subscription_id": 1,
+        "licensed_seats": 100,
+        "billable_users": 0,
+        "umau": 0,
+    }
+    return RuleInstance(**(base | kw))
+
+
+def test_rule_decisions_follow_the_handbook():
+    decisions = dict(
+        rule_decisions(
+            [
+                ri(1, billable_users=20),  # 20% license utilization → Production
+                ri(2, umau=19, billable_users=5),  # 19%: not enough; shares subscription 1
+                ri(3, subscription_id=2, billable_users=1),  # the only instance on its subscription
+                ri(4, instance_type="non_production", billable_users=90),  # already labeled
+                ri(5, is_saas=True, subscription_id=3),
+            ]
+        )
+    )
+    assert decisions[1] == UTILIZATION_RULE and decisions[3] == SINGLE_INSTANCE_RULE
+    assert 2 not in decisions and 4 not in decisions and 5 in decisions
+
+
+def _account(segment, csm=None, seats=100):
+    company = CompanyFactory(segment=segment, csm=csm)
+    return SubscriptionFactory(company=company, licensed_seats=seats)
+
+
+def test_rules_label_no_csm_accounts_through_the_pending_path(csm):
+    scale = _account("Scale")
+    busy = InstanceFactory(subscription=scale, company=scale.company, instance_type="unknown")
+    store_ping(busy, recorded_at=timezone.now(), metrics={"billable_users": 30}, refresh=False)
+    quiet = InstanceFactory(subscription=scale, company=scale.company, instance_type="unknown")
+    store_ping(
+        quiet, recorded_at=timezone.now(), metrics={"billable_users": 2, "umau": 2}, refresh=False
+    )
+    strategic = _account("Strategic", csm=csm)
+    owned = InstanceFactory(
+        subscription=strategic, company=strategic.company, instance_type="unknown"
+    )
+    store_ping(owned, recorded_at=timezone.now(), metrics={"billable_users": 90}, refresh=False)
+    out = io.StringIO()
+    call_command("run_labeling_rules", stdout=out)
+    change = LabelChange.objects.get(instance=busy)
+    assert change.status == "pending" and change.author == f"rule: {UTILIZATION_RULE}"
+    assert change.new_value == "production" and change.requested_by is None
+    assert not LabelChange.objects.filter(instance__in=[quiet, owned]).exists()
+    assert "1 label change(s) requested" in out.getvalue()
+    call_command("run_labeling_rules", stdout=out)  # running again adds nothing
+    assert LabelChange.objects.filter(instance=busy).count() == 1
+
+
+def test_rules_never_override_a_person(csm):
+    digital = _account("Digital")
+    inst = InstanceFactory(subscription=digital, company=digital.company, instance_type="unknown")
+    store_ping(inst, recorded_at=timezone.now(), metrics={"billable_users": 80}, refresh=False)
+    label_change_request(instance=inst, field="instance_type", value="non_production", by=csm)
+    call_command("run_labeling_rules", stdout=io.StringIO())
+    assert list(LabelChange.objects.filter(instance=inst).values_list("author", flat=True)) == [
+        "csm_user"
+    ]
+
+
+@pytest.fixture
+def scored():
+    sub = SubscriptionFactory(licensed_seats=200)
+    inst = InstanceFactory(subscription=sub, company=sub.company)
+    store_ping(
+        inst,
+        recorded_at=timezone.now() - dt.timedelta(days=1),
+        metrics={"billable_users": 80},
+        refresh=False,
+    )
+    companies_refresh(company_ids=[sub.company_id])
+    return sub.company
+
+
+def test_health_api_shape_with_session(client, viewer, scored):
+    client.force_login(viewer)
+    body = client.get(f"/api/v1/accounts/{scored.crm_account_id}/health").json()
+    assert set(body) == {
+        "crm_account_id",
+        "as_of",
+        "scheme",
+        "measures",
+        "health_score_value",
+        "adoption_count",
+    }
+    assert set(body["measures"]) == {
+        "license_utilization",
+        "user_engagement",
+        "scm",
+        "ci",
+        "cd",
+        "devsecops",
+        "overall_product_usage",
+        "csm_sentiment",
+        "overall_health",
+    }
+    lu = body["measures"]["license_utilization"]
+    assert lu == {"color": "Red", "value": pytest.approx(0.4), "reason": None}
+    assert body["scheme"] == "gitlab-handbook-2025@" + body["scheme"].split("@")[1]
+    assert dt.date.fromisoformat(body["as_of"]) == timezone.now().date() - dt.timedelta(days=1)
+    assert body["crm_account_id"] == scored.crm_account_id
+
+
+def test_health_api_needs_a_session_or_a_token(client, scored):
+    url = f"/api/v1/accounts/{scored.crm_account_id}/health"
+    assert client.get(url).status_code == 401
+    assert client.get(url, HTTP_AUTHORIZATION="Bearer nope").status_code == 401
+    _, secret = ingest_token_create(name="salesforce sync")
+    response = client.get(url, HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert response.status_code == 200 and response.json()["crm_account_id"]
+
+
+def test_health_api_unknown_account_is_404(client, viewer):
+    client.force_login(viewer)
+    response = client.get("/api/v1/accounts/nope/health")
+    assert response.status_code == 404 and "no account" in response.json()["error"]
+
+
+def test_health_csv_has_the_salesforce_fields(client, viewer, scored):
+    client.force_login(viewer)
+    response = client.get("/exports/health.csv")
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0][2] == "[GS] Health: License Utilization"
+    assert rows[1][0] == scored.crm_account_id and rows[1][2] == "Red"
+
+
+def test_instance_type_export_file_and_download(client, ops, viewer, scored, settings, tmp_path):
+    settings.EXPORT_DIR = tmp_path
+    path = instance_types_export_write(on=dt.date(2026, 11, 22))
+    assert path.name == "instance_types_2026-11-22.csv"
+    rows = list(csv.DictReader(path.open()))
+    assert rows[0]["crm_account_id"] == scored.crm_account_id
+    assert rows[0]["instance_type"] == "Production"
+    assert rows[0]["included_in_health_measures"] == "Automatic"
+    client.force_login(viewer)
+    assert client.get("/exports/instance-types/?download=1").status_code == 403
+    client.force_login(ops)
+    response = client.get("/exports/instance-types/?download=1")
+    assert response.status_code == 200
+    assert b"instance_type" in b"".join(response.streaming_content)

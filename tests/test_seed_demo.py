@@ -1,0 +1,79 @@
+"""seed_demo builds a realistic book through the real ingest path, and re-running it is safe."""
+
+import io
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+from accounts.models import Company, Subscription
+from instances.demo import build_book
+from instances.models import Instance, LabelChange, MonthlyUsage, UsagePing
+from instances.parsing import parse_version
+from scoring.models import ScoreSnapshot
+
+
+def _counts():
+    return {
+        model.__name__: model.objects.count()
+        for model in (Company, Subscription, Instance, UsagePing, MonthlyUsage, LabelChange)
+    } | {"current": ScoreSnapshot.objects.filter(is_current=True).count()}
+
+
+@pytest.mark.django_db
+def test_seed_demo_twice_changes_nothing_the_second_time(monkeypatch):
+    monkeypatch.setenv("DEMO_PASSWORD", "s3cret-demo")
+    out = io.StringIO()
+    call_command("seed_demo", companies=12, weeks=20, stdout=out)
+    first = _counts()
+    assert first["Company"] == 12 and first["UsagePing"] > 12 * 15
+    call_command("seed_demo", companies=12, weeks=20, stdout=out)
+    assert _counts() == first
+    assert "0 new pings" in out.getvalue().splitlines()[-2]
+    for username in ("ops", "csm1", "csm2", "viewer"):
+        assert authenticate(username=username, password="s3cret-demo") is not None
+    assert authenticate(username="ops", password="s3cret-demo").is_staff
+
+
+@pytest.mark.django_db
+def test_seeded_pings_come_through_the_ingest_path_with_raw_payloads():
+    call_command("seed_demo", companies=12, weeks=20, stdout=io.StringIO())
+    ping = UsagePing.objects.filter(source="bulk").exclude(raw_payload=None).first()
+    assert ping is not None and ping.instance.last_ping_at is not None
+    legacy = Instance.objects.get(version__startswith="13.")
+    assert not legacy.pings.filter(billable_users__isnull=False).exists()  # no billable < 14.0
+    assert legacy.subscription is not None  # mapped through the md5 mapping file
+    assert UsagePing.objects.unmapped().exists()  # a license nobody mapped, kept
+    assert Instance.objects.filter(kind="saas", instance_type="production").exists()
+    assert LabelChange.objects.pending().exists()
+
+
+def test_default_book_covers_every_case_the_product_must_show():
+    book = build_book()
+    assert len(book.companies) >= 40 and book.weeks == 104
+    assert {c.segment for c in book.companies} == {"Strategic", "Growth", "Scale", "Digital"}
+    assert len({c.csm for c in book.companies if c.csm}) >= 3
+    assert {s.plan for s in book.subscriptions} >= {"premium", "ultimate"}
+    sm = [i for i in book.instances if i.kind == "self-managed"]
+    assert {i.label for i in sm} >= {
+        "production",
+        "non_production",
+        "obsolete",
+        "",
+        "geo_secondary",
+    }
+    assert any(
+        i.label == "" and i.company.csm and i.company.segment in ("Strategic", "Growth") for i in sm
+    )  # Unknown instances on CSM-owned accounts
+    production_per_company = {}
+    for i in sm:
+        if i.label == "production":
+            production_per_company[i.company.name] = (
+                production_per_company.get(i.company.name, 0) + 1
+            )
+    assert max(production_per_company.values()) >= 2
+    versions = [parse_version(v) for i in sm for v in i.versions]
+    assert any(v < (14, 0, 0) for v in versions)
+    assert any(v[0] == 16 and v[1] >= 2 for v in versions)
+    assert any(i.kind == "saas" for i in book.instances)
+    assert {c.trend for c in book.companies} == {"growing", "flat", "declining"}
