@@ -91,7 +91,7 @@ def test_one_ping_per_instance_and_recorded_at():
     )
     assert refused(
         lambda: UsagePing.objects.create(
-            instance=instance, recorded_at=at + dt.timedelta(days=7), source="carrier-pigeon"
+            instance=instance, recorded_at=at + dt.timedelta(days=7), source="pigeon"
         )
     )
 
