@@ -1,14 +1,45 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 
 from instances.admin import ReadOnlyAdmin
 
 from .models import MonthlyScore, SchemeChange, ScoreSnapshot, ScoringConfig
+from .schemes import PRESETS
+from .services import companies_recompute_all, scheme_set
+
+
+class ScoringConfigForm(forms.ModelForm):
+    scheme = forms.ChoiceField(
+        choices=[(name, f"{name} — {s.description}") for name, s in PRESETS.items()]
+    )
+    rebuild_history = forms.BooleanField(
+        required=False, initial=True, help_text="Recompute monthly history under the new scheme."
+    )
+
+    class Meta:
+        model = ScoringConfig
+        fields = ["scheme"]
 
 
 @admin.register(ScoringConfig)
 class ScoringConfigAdmin(admin.ModelAdmin):
+    """Switching the scheme goes through ``scheme_set``: recorded, then everything recomputed."""
+
+    form = ScoringConfigForm
     list_display = ("scheme", "changed_at", "changed_by")
     readonly_fields = ("changed_at", "changed_by")
+
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) and not ScoringConfig.objects.exists()
+
+    def save_model(self, request, obj, form, change):
+        result = scheme_set(
+            name=form.cleaned_data["scheme"],
+            by=request.user,
+            rebuild_history=form.cleaned_data.get("rebuild_history", False),
+        )
+        obj.pk = 1
+        messages.info(request, f"Scheme changed ({result}); scores recomputed.")
 
 
 @admin.register(SchemeChange)
@@ -24,6 +55,12 @@ class ScoreSnapshotAdmin(ReadOnlyAdmin):
     list_select_related = ("company",)
     raw_id_fields = ("company",)
     show_full_result_count = False
+    actions = ["recompute"]
+
+    @admin.action(description="Recompute scores of every company now")
+    def recompute(self, request, queryset):
+        count = companies_recompute_all(reason=f"admin: {request.user.get_username()}")
+        self.message_user(request, f"Recomputed {count} companies.")
 
 
 @admin.register(MonthlyScore)

@@ -164,3 +164,17 @@ def test_recompute_scores_command(account):
     call_command("recompute_scores", "--company", str(account.company_id), stdout=out)
     with pytest.raises(CommandError, match="no company with id 999999"):
         call_command("recompute_scores", "--company", "999999")
+
+
+def test_admin_scheme_switch_is_recorded_and_recomputes(client, ops, account):
+    store_ping(account, recorded_at=timezone.now(), refresh=False)
+    client.force_login(ops)
+    response = client.post(
+        "/admin/scoring/scoringconfig/add/",
+        {"scheme": "gitlab-dbt-2024", "rebuild_history": "on"},
+    )
+    assert response.status_code == 302
+    change = SchemeChange.objects.get()
+    assert change.to_scheme == "gitlab-dbt-2024" and change.changed_by == ops
+    assert active_scheme().name == "gitlab-dbt-2024"
+    assert current(account.company).scheme.startswith("gitlab-dbt-2024")
