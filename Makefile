@@ -7,7 +7,7 @@ PORT ?= 8000
 # The test run on real services (PostgreSQL + Redis); override to point elsewhere.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/usage_portal
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
-DEMO_ENV := DEBUG=1 DEMO_PASSWORD=$${DEMO_PASSWORD:-demo}
+DEMO_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" DEBUG=1 DEMO_PASSWORD=$${DEMO_PASSWORD:-demo}
 
 .PHONY: demo install migrate seed run test test-unit test-integration lint format bench clean
 
