@@ -10,6 +10,18 @@ from accounts.models import Company
 COLORS = ("Red", "Yellow", "Green", "NA")
 
 
+class ScorecardJSONField(models.JSONField):
+    """A JSONField bulk-inserted row by row in SQL.
+
+    On PostgreSQL, Django's bulk_create sends many rows as UNNEST(arrays); psycopg then quotes
+    every JSON document into a text array in Python, which made score writes ten times slower.
+    Having ``get_placeholder`` opts this field (and so its table's bulk inserts) out of UNNEST.
+    """
+
+    def get_placeholder(self, value, compiler, connection):
+        return "%s"
+
+
 def _color_field(label: str) -> models.CharField:
     return models.CharField(label, max_length=6, blank=True, db_index=False)
 
@@ -67,7 +79,7 @@ class ScoreColumns(models.Model):
     adoption_count = models.PositiveSmallIntegerField(null=True, blank=True)
     billable_users = models.BigIntegerField(null=True, blank=True)
     licensed_seats = models.BigIntegerField(null=True, blank=True)
-    detail = models.JSONField(help_text="The whole scorecard with every input")
+    detail = ScorecardJSONField(help_text="The whole scorecard with every input")
 
     class Meta:
         abstract = True
