@@ -101,9 +101,19 @@ def _schedule(change: LabelChange) -> None:
 
 
 def label_change_apply(
-    *, change_id: int, via: str, by=None, now: datetime | None = None, force: bool = False
+    *,
+    change_id: int,
+    via: str,
+    by=None,
+    now: datetime | None = None,
+    force: bool = False,
+    refresh: bool = True,
 ) -> bool:
-    """Apply one pending change if due (or ``force``: ops' apply-now); True if applied here."""
+    """Apply one pending change if due (or ``force``: ops' apply-now); True if applied here.
+
+    The company's scores are refreshed after commit unless ``refresh`` is off (bulk loaders
+    that recompute everything at the end).
+    """
     now = now or timezone.now()
     with transaction.atomic():
         due = LabelChange.objects.pending().filter(pk=change_id)
@@ -125,7 +135,7 @@ def label_change_apply(
             )
         Instance.objects.filter(pk=change.instance_id).update(**updates)
         company_id = change.instance.company_id
-        if company_id:
+        if company_id and refresh:
             from scoring.tasks import refresh_companies
 
             transaction.on_commit(

@@ -168,7 +168,7 @@ class Command(BaseCommand):
                     instance=inst, field=field, value=value, by=by, schedule=False
                 )
                 if change is not None and change.is_pending:
-                    label_change_apply(change_id=change.id, via="seed", force=True)
+                    label_change_apply(change_id=change.id, via="seed", force=True, refresh=False)
         # One Unknown instance with an edit waiting for the refresh delay.
         unknown = (
             Instance.objects.unknown()
