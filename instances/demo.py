@@ -169,7 +169,13 @@ def build_book(
         base = _NAMES[i % len(_NAMES)]
         name = f"{name_prefix}{base}" + (f" {i // len(_NAMES) + 1}" if i >= len(_NAMES) else "")
         csm = csms[(i // 4) % len(csms)] if segment in ("Strategic", "Growth") else ""
-        since = start - timedelta(days=rng.randint(30, 900)) if i % 11 else end - timedelta(days=45)
+        # Most accounts are years old; every 13th is a new customer ("too early to score").
+        new_customer = i % 13 == 12
+        since = (
+            end - timedelta(days=45)
+            if new_customer
+            else start - timedelta(days=rng.randint(30, 900))
+        )
         trend = TRENDS[i % 3]
         company = CompanySpec(
             crm_account_id=f"0016100000{i:06d}",
@@ -237,7 +243,7 @@ def _instances_for(rng, i, company, sub, sub_specs, weeks) -> list[InstanceSpec]
             setattr(spec, name, value)
         return spec
 
-    out = [sm(0, "production", usage_share=1.0)]
+    out = [sm(0, "production", usage_share=0.6 if i == 0 else 1.0)]
     if i % 4 == 0:
         out.append(
             sm(1, "non_production", hostname=f"staging.{slug}.example.com", usage_share=0.08)
@@ -304,6 +310,23 @@ def _instances_for(rng, i, company, sub, sub_specs, weeks) -> list[InstanceSpec]
     return out
 
 
+def _profile(spec: InstanceSpec) -> dict[str, float]:
+    """How this instance's users work: stable ratios, so weekly figures move smoothly."""
+    rng = random.Random(f"profile|{spec.uuid}|{spec.namespace_id}")
+    return {
+        "git": rng.uniform(0.25, 0.85),
+        "ci": rng.uniform(0.35, 0.8),
+        "builds": rng.uniform(3, 70),
+        "per_pipeline": rng.uniform(4, 9),
+        "deploys": rng.uniform(0.5, 9),
+        "failed": rng.uniform(0.02, 0.3),
+        "deploy_users": rng.uniform(0.03, 0.4),
+        "scanner_users": rng.uniform(0.02, 0.5),
+        "scanners": rng.randint(0, len(SCAN_METRICS)),
+        "scan_share": rng.uniform(0.05, 0.6),
+    }
+
+
 def weekly_metrics(
     spec: InstanceSpec, week: int, weeks: int, rng: random.Random
 ) -> dict[str, int | None]:
@@ -321,13 +344,20 @@ def weekly_metrics(
         "flat": 0.7,
         "declining": 0.8 - 0.4 * progress,
     }[trend]
+    # Adoption deepens on growing accounts and thins out on declining ones.
+    depth = {"growing": 0.7 + 0.5 * progress, "flat": 1.0, "declining": 1.1 - 0.5 * progress}[trend]
+    profile = _profile(spec)
+
+    def noisy(value: float) -> int:
+        return round(value * rng.uniform(0.93, 1.07))
+
     ultimate = spec.subscription.plan == "ultimate"
-    umau = round(billable * engagement * rng.uniform(0.95, 1.05))
-    ci_users = round(umau * rng.uniform(0.35, 0.8))
-    builds = round(ci_users * rng.uniform(5, 70))
-    pipelines = max(0, round(builds / rng.uniform(4, 9)))
-    deployments = round(ci_users * rng.uniform(0.5, 9))
-    failed = round(deployments * rng.uniform(0.02, 0.3))
+    umau = noisy(billable * engagement)
+    ci_users = noisy(umau * min(profile["ci"] * depth, 1.0))
+    builds = noisy(ci_users * profile["builds"] * depth)
+    pipelines = max(0, round(builds / profile["per_pipeline"]))
+    deployments = noisy(ci_users * profile["deploys"] * depth)
+    failed = round(deployments * profile["failed"])
     metrics: dict[str, int | None] = dict.fromkeys(METRIC_NAMES)
     metrics.update(
         billable_users=billable,
@@ -335,7 +365,7 @@ def weekly_metrics(
         active_users=billable + rng.randint(0, 5),
         historical_max_users=max(billable, round(seats * 0.9 * spec.usage_share)),
         umau=umau,
-        git_operation_users=round(umau * rng.uniform(0.2, 0.9)),
+        git_operation_users=noisy(umau * min(profile["git"] * depth, 1.0)),
         pipeline_users=ci_users,
         ci_build_users=round(ci_users * 0.95),
         ci_builds_l28=builds,
@@ -343,15 +373,15 @@ def weekly_metrics(
         deployments_l28=deployments,
         successful_deployments_l28=deployments - failed,
         failed_deployments_l28=failed,
-        deployment_users=round(ci_users * rng.uniform(0.05, 0.4)),
-        secure_scanner_users=round(ci_users * rng.uniform(0.02, 0.5)) if ultimate else 0,
+        deployment_users=noisy(ci_users * profile["deploy_users"] * depth),
+        secure_scanner_users=noisy(ci_users * profile["scanner_users"]) if ultimate else 0,
         merge_requests_all=round(billable * 40 * (1 + week)),
         ci_internal_pipelines_all=pipelines * (week + 1) * 4,
         ci_external_pipelines_all=0,
     )
-    used_scanners = rng.randint(0, len(SCAN_METRICS)) if ultimate else 0
+    used_scanners = profile["scanners"] if ultimate else 0
     for n, name in enumerate(SCAN_METRICS):
-        metrics[name] = round(pipelines * rng.uniform(0.05, 0.6)) if n < used_scanners else 0
+        metrics[name] = noisy(pipelines * profile["scan_share"]) if n < used_scanners else 0
     return metrics
 
 
