@@ -1,11 +1,602 @@
-"""Account C360 pages: Summary, User Adoption Metrics, Usage Trends, Instances, Scorecard."""
+"""Account C360 pages: Summary, User Adoption Metrics, Usage Trends, Instances, Scorecard.
 
-from django.http import Http404
+Thin views: an access helper returns the account or raises 404/403, selectors load what the page
+shows in a fixed number of queries, ``charts`` turns rows into Plotly figures. Every write checks
+``Company.objects.editable_by`` (ops: every account; a CSM: their own; a viewer: none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
+
+from instances.labels import label_change_apply
+from instances.models import Instance, InstanceType, LabelChange
+from scoring.methodology import Scorecard
+from scoring.services import active_scheme, current_scorecard
+
+from . import charts, selectors, tables
+from .forms import InstanceLabelForm, SentimentForm
+from .models import Company, SubscriptionStatus
+from .services import sentiment_set
+
+SECTION_TITLES = {
+    "summary": "Summary",
+    "scorecard": "Scorecard",
+    "adoption": "User Adoption Metrics",
+    "trends": "Product Usage Trends",
+    "instances": "Instance and Namespace Details",
+}
 
 
-def _todo(*args, **kwargs):
-    raise Http404("not built yet")
+# --------------------------------------------------------------------------------------------------
+# Access and page helpers
 
 
-summary = adoption = trends = instances = instance_edit = scorecard = sentiment = _todo
-label_change_apply_now = _todo
+def _company_for(request: HttpRequest, pk: int) -> Company:
+    """The account to show; every signed-in user may read every account."""
+    return selectors.company_get(pk)
+
+
+def _editable_company(request: HttpRequest, pk: int) -> Company:
+    """The account, if ``request.user`` may change it; 404 if it does not exist, else 403."""
+    company = selectors.company_get(pk)
+    if not selectors.company_is_editable(company, request.user):
+        raise PermissionDenied("You can change only the accounts you own.")
+    return company
+
+
+def _page(
+    request: HttpRequest,
+    template: str,
+    company: Company,
+    section: str,
+    context: dict,
+    *,
+    status: int = 200,
+) -> HttpResponse:
+    return render(
+        request,
+        template,
+        {
+            "company": company,
+            "section": section,
+            "section_title": SECTION_TITLES[section],
+            "nav": "account",
+            **context,
+        },
+        status=status,
+    )
+
+
+def _next_url(request: HttpRequest) -> str | None:
+    url = request.POST.get("next") or request.GET.get("next")
+    if url and url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return url
+    return None
+
+
+def _as_of_title(title: str, as_of: date | None) -> str:
+    return f"{title} · data as of {as_of:%-d %b %Y}" if as_of else title
+
+
+@dataclass(frozen=True)
+class ChartBlock:
+    """One chart on a page, with the data behind it as a table (also for screen readers)."""
+
+    chart_id: str
+    title: str
+    figure: dict | None
+    empty: str
+    headers: tuple[tables.Cell, ...] = ()
+    rows: list[list[tables.Cell]] = field(default_factory=list)
+    note: str = ""
+
+
+# --------------------------------------------------------------------------------------------------
+# Summary and CSM sentiment
+
+
+def summary(request: HttpRequest, pk: int) -> HttpResponse:
+    company = _company_for(request, pk)
+    initial = {"sentiment": company.sentiment or None, "note": company.sentiment_note}
+    return _summary_page(request, company, SentimentForm(initial=initial))
+
+
+def _summary_page(
+    request: HttpRequest, company: Company, sentiment_form: SentimentForm, *, status: int = 200
+) -> HttpResponse:
+    can_edit = selectors.company_is_editable(company, request.user)
+    snapshot, previous = selectors.snapshots_recent(company)
+    card = Scorecard.from_dict(snapshot.detail) if snapshot else None
+    before = Scorecard.from_dict(previous.detail) if previous else None
+    subscriptions = selectors.subscriptions_list(company)
+    active = [s for s in subscriptions if s.status == SubscriptionStatus.ACTIVE]
+    counts = selectors.instance_type_counts(company)
+    pending = [selectors.ChangeView.of(c) for c in selectors.label_changes_pending(company)]
+    lu = card.measures.get("license_utilization") if card else None
+    context = {
+        "snapshot": snapshot,
+        "previous": previous,
+        "card": card,
+        "score_rows": selectors.score_rows(card, before, selectors.scheme_for(card.scheme))
+        if card
+        else [],
+        "lu": lu,
+        "health_text": f"{card.health_score_value:.1f}"
+        if card and card.health_score_value is not None
+        else "",
+        "lu_text": selectors.format_value(snapshot.license_utilization, "fraction")
+        if snapshot
+        else "—",
+        "subscriptions": subscriptions,
+        "active_subscriptions": active,
+        "licenses_sold": sum(s.licensed_seats for s in active),
+        "instance_counts": [
+            (label, counts[value]) for value, label in InstanceType.choices if counts.get(value)
+        ],
+        "instance_total": sum(counts.values()),
+        "pending": pending,
+        "can_edit": can_edit,
+        "sentiment_form": sentiment_form if can_edit else None,
+        "sentiment_result": card.csm_sentiment if card else None,
+    }
+    return _page(request, "accounts/summary.html", company, "summary", context, status=status)
+
+
+@require_POST
+def sentiment(request: HttpRequest, pk: int) -> HttpResponse:
+    company = _editable_company(request, pk)
+    form = SentimentForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "CSM sentiment was not saved: see the form below.")
+        return _summary_page(request, company, form, status=400)
+    sentiment_set(
+        company=company,
+        sentiment=form.cleaned_data["sentiment"],
+        note=form.cleaned_data["note"],
+        by=request.user,
+    )
+    messages.success(
+        request,
+        f"CSM sentiment set to {form.cleaned_data['sentiment']}. Overall health is recomputed "
+        "with it in a moment.",
+    )
+    return redirect(reverse("account_summary", args=[company.pk]) + "#sentiment")
+
+
+# --------------------------------------------------------------------------------------------------
+# Scorecard explanation
+
+
+def scorecard(request: HttpRequest, pk: int) -> HttpResponse:
+    company = _company_for(request, pk)
+    snapshot, card = current_scorecard(company)
+    explanation = None
+    if card is not None:
+        ping_ids = set(card.ping_ids)
+        for result in card.measures.values():
+            ping_ids.update(p for p in result.inputs.get("ping_ids", ()) if p)
+        explanation = selectors.explain_scorecard(
+            card,
+            customer_since=company.customer_since,
+            instances=selectors.instances_list(company),
+            pings=selectors.pings_by_id(ping_ids),
+        )
+    context = {"snapshot": snapshot, "x": explanation}
+    return _page(request, "accounts/scorecard.html", company, "scorecard", context)
+
+
+# --------------------------------------------------------------------------------------------------
+# User Adoption Metrics
+
+
+def adoption(request: HttpRequest, pk: int) -> HttpResponse:
+    company = _company_for(request, pk)
+    key = request.GET.get("report") or selectors.ADOPTION_REPORTS[0].key
+    report = selectors.ADOPTION_BY_KEY.get(key)
+    if report is None:
+        raise Http404("No such report.")
+    history = selectors.monthly_history(company)
+    spec, rows = selectors.ratio_rows(history, report)
+    points = [charts.Point(r.month, r.value, r.color) for r in rows]
+    figure = charts.scored_line(
+        points,
+        name=report.tab,
+        unit=report.unit,
+        y_title=report.y_title,
+        bands=selectors.band_ranges(spec.bands) if spec else (),
+        markers=selectors.scheme_markers(),
+    )
+    headers, table_rows = tables.ratio_table(report, rows)
+    chart_block = ChartBlock(
+        chart_id=f"adoption-{report.key}",
+        title=_as_of_title(report.title, history.as_of),
+        figure=figure,
+        empty=selectors.empty_reason(history, reasons=[r.reason for r in rows]),
+        headers=headers,
+        rows=table_rows,
+        note=(
+            f"Health measure “{spec.label}” ({history.scheme.label}): {spec.thresholds}. "
+            "Values and colours are the scoring engine's for each month."
+            if spec
+            else "Context only: not a health measure in the active scheme."
+        ),
+    )
+    context = {
+        "reports": selectors.ADOPTION_REPORTS,
+        "report": report,
+        "cb": chart_block,
+        "history": history,
+        "months_shown": selectors.MONTHS_SHOWN,
+    }
+    return _page(request, "accounts/adoption.html", company, "adoption", context)
+
+
+# --------------------------------------------------------------------------------------------------
+# Product Usage Trends
+
+
+def trends(request: HttpRequest, pk: int) -> HttpResponse:
+    company = _company_for(request, pk)
+    key = request.GET.get("report") or selectors.TREND_REPORTS[0].key
+    if key == selectors.NOT_PRODUCTION:
+        return _not_production(request, company)
+    report = selectors.TREND_BY_KEY.get(key)
+    if report is None:
+        raise Http404("No such report.")
+    history = selectors.monthly_history(company)
+    markers = selectors.scheme_markers()
+    months = list(history.months)
+    empty = selectors.empty_reason(history)
+    blocks = []
+    if report.key == "license":
+        blocks = _license_blocks(history, markers)
+    for n, spec in enumerate(report.charts):
+        series = selectors.metric_series(history, spec.metrics, colors=spec.colors)
+        if spec.kind == "stacked":
+            figure = charts.stacked_bars(series, y_title=spec.y_title, markers=markers)
+        else:
+            figure = charts.lines(series, y_title=spec.y_title, markers=markers)
+        headers, rows = tables.series_table(series, months)
+        blocks.append(
+            ChartBlock(
+                f"trend-{report.key}-{n}",
+                _as_of_title(spec.title, history.as_of),
+                figure,
+                empty,
+                headers,
+                rows,
+            )
+        )
+    if report.use_case:
+        points = selectors.use_case_points(history, report.use_case)
+        headers, rows = tables.points_table(points, "points", f"{report.tab} score")
+        blocks.append(
+            ChartBlock(
+                f"trend-{report.key}-score",
+                _as_of_title(f"{report.tab} health score by month", history.as_of),
+                charts.scored_line(
+                    points,
+                    name=f"{report.tab} score",
+                    unit="points",
+                    y_title="score (0–100 points)",
+                    bands=selectors.score_bands(history.scheme),
+                    markers=markers,
+                ),
+                selectors.empty_reason(
+                    history,
+                    reasons=[
+                        history.card(m)["use_cases"].get(report.use_case, {}).get("reason")
+                        for m in months
+                    ],
+                ),
+                headers,
+                rows,
+                note=f"Mean of the {report.tab} measures' points; "
+                f"{history.scheme.score_thresholds if history.scheme else ''}.",
+            )
+        )
+    context = {
+        "reports": selectors.TREND_REPORTS,
+        "report_key": report.key,
+        "report": report,
+        "blocks": blocks,
+        "history": history,
+        "months_shown": selectors.MONTHS_SHOWN,
+    }
+    return _page(request, "accounts/trends.html", company, "trends", context)
+
+
+def _license_blocks(history: selectors.MonthlyHistory, markers) -> list[ChartBlock]:
+    months = list(history.months)
+    seats = [
+        charts.Series(
+            "Billable users",
+            [charts.Point(m, history.scores[m]["billable_users"]) for m in months],
+            color=charts.PALETTE[0],
+        ),
+        charts.Series(
+            "Licensed seats",
+            [charts.Point(m, history.scores[m]["licensed_seats"]) for m in months],
+            color="#1f1f2e",
+            dash=True,
+        ),
+    ]
+    headers, rows = tables.series_table(seats, months)
+    points = selectors.license_points(history)
+    bands, bands_text = selectors.lu_bands(history)
+    lu_headers, lu_rows = tables.points_table(points, "fraction", "License Utilization")
+    reasons = [
+        history.card(m)["measures"].get("license_utilization", {}).get("reason") for m in months
+    ]
+    return [
+        ChartBlock(
+            "trend-license-seats",
+            _as_of_title("Billable users vs licensed seats", history.as_of),
+            charts.lines(seats, y_title="users", markers=markers),
+            selectors.empty_reason(history, reasons=reasons),
+            headers,
+            rows,
+        ),
+        ChartBlock(
+            "trend-license-lu",
+            _as_of_title("License Utilization by month", history.as_of),
+            charts.scored_line(
+                points,
+                name="License Utilization",
+                unit="fraction",
+                y_title="% of licensed seats",
+                bands=bands,
+                markers=markers,
+            ),
+            selectors.empty_reason(history, reasons=reasons),
+            lu_headers,
+            lu_rows,
+            note=_lu_note(bands_text, [r for r in reasons if r]),
+        ),
+    ]
+
+
+def _lu_note(bands_text: str, reasons: list[str]) -> str:
+    parts = ["Billable users ÷ licensed seats."]
+    if bands_text:
+        parts.append(f"Shaded: {bands_text}.")
+    if reasons:
+        parts.append(f"NA months: {reasons[-1]}.")
+    return " ".join(parts)
+
+
+def _not_production(request: HttpRequest, company: Company) -> HttpResponse:
+    """Usage of every instance outside health measures: what to review before labeling one."""
+    instances = selectors.instances_list(company)
+    outside = selectors.outside_health(instances)
+    history = selectors.monthly_history(company)
+    markers = selectors.scheme_markers()
+    can_edit = selectors.company_is_editable(company, request.user)
+    selected = None
+    raw_id = request.GET.get("instance")
+    if raw_id:
+        try:
+            selected = next(i for i in instances if i.pk == int(raw_id))
+        except (ValueError, StopIteration):
+            raise Http404("No such instance on this account.") from None
+
+    blocks = []
+    if selected is not None:
+        months, series = selectors.instance_series(
+            history, selected.pk, selectors.NOT_PRODUCTION_METRICS
+        )
+        empty = (
+            f"{selected} has sent no usage ping in the last {selectors.MONTHS_SHOWN} months."
+            if not months
+            else "No values reported for these metrics."
+        )
+        as_of = max((history.usage[(selected.pk, m)]["recorded_at"] for m in months), default=None)
+        as_of_day = as_of.date() if as_of else None
+        for n, (title, chosen, y_title) in enumerate(
+            (
+                ("Users", series[:4], "users (last 28 days)"),
+                ("Activity", series[4:], "builds / deployments (last 28 days)"),
+            )
+        ):
+            headers, rows = tables.series_table(chosen, months)
+            blocks.append(
+                ChartBlock(
+                    f"not-production-{selected.pk}-{n}",
+                    _as_of_title(f"{title} on {selected}", as_of_day),
+                    charts.lines(chosen, y_title=y_title, markers=markers),
+                    empty,
+                    headers,
+                    rows,
+                )
+            )
+    else:
+        months, series = selectors.billable_by_instance(history, outside)
+        headers, rows = tables.series_table(series, months)
+        blocks.append(
+            ChartBlock(
+                "not-production-billable",
+                _as_of_title("Billable users by instance", history.as_of),
+                charts.lines(series, y_title="billable users", markers=markers)
+                if outside
+                else None,
+                "Every instance of this account is Production and in health measures."
+                if not outside
+                else "None of these instances has sent a usage ping in the last "
+                f"{selectors.MONTHS_SHOWN} months.",
+                headers,
+                rows,
+                note="The dashed line is the Production total the health measures used.",
+            )
+        )
+
+    production_billable = (
+        history.scores[history.months[-1]]["billable_users"] if history.months else None
+    )
+    rows = []
+    for instance in outside:
+        latest = selectors.latest_usage(history, instance.pk)
+        billable = latest.get("billable_users") if latest else None
+        share = (
+            f"{billable / production_billable * 100:.0f}%"
+            if billable is not None and production_billable
+            else "—"
+        )
+        rows.append({"instance": instance, "latest": latest, "share": share})
+    context = {
+        "reports": selectors.TREND_REPORTS,
+        "report_key": selectors.NOT_PRODUCTION,
+        "blocks": blocks,
+        "history": history,
+        "outside_rows": rows,
+        "selected": selected,
+        "can_edit": can_edit,
+        "months_shown": selectors.MONTHS_SHOWN,
+    }
+    return _page(request, "accounts/not_production.html", company, "trends", context)
+
+
+# --------------------------------------------------------------------------------------------------
+# Instance and Namespace Details, labels
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    instance: Instance
+    pending: dict
+    status: selectors.HealthStatus | None
+    history: list
+    form: InstanceLabelForm | None
+    is_stale: bool
+
+
+def instances(request: HttpRequest, pk: int) -> HttpResponse:
+    company = _company_for(request, pk)
+    can_edit = selectors.company_is_editable(company, request.user)
+    items = selectors.instances_list(company)
+    pending_changes = selectors.label_changes_pending(company)
+    recent = [selectors.ChangeView.of(c) for c in selectors.label_changes_recent(company)]
+    overview = selectors.health_overview(items, pending_changes, scheme=active_scheme())
+    pending = selectors.pending_by_instance([selectors.ChangeView.of(c) for c in pending_changes])
+    history = selectors.history_by_instance(recent)
+    stale_before = timezone.now() - timedelta(days=settings.STALE_INSTANCE_DAYS)
+    rows = [
+        InstanceRow(
+            instance=i,
+            pending=pending.get(i.pk, {}),
+            status=overview.statuses.get(i.pk),
+            history=history.get(i.pk, [])[:5],
+            form=InstanceLabelForm(
+                instance=i, pending={f: c.change for f, c in pending.get(i.pk, {}).items()}
+            )
+            if can_edit
+            else None,
+            is_stale=i.last_ping_at is not None and i.last_ping_at < stale_before,
+        )
+        for i in items
+    ]
+    names = {i.pk: str(i) for i in items}
+    context = {
+        "rows": rows,
+        "can_edit": can_edit,
+        "overview": overview,
+        "eligible_now": [names[i] for i in overview.eligible_now],
+        "eligible_after": [names[i] for i in overview.eligible_after_pending],
+        "has_pending": bool(pending_changes),
+        "recent": recent,
+        "stale_days": settings.STALE_INSTANCE_DAYS,
+    }
+    return _page(request, "accounts/instances.html", company, "instances", context)
+
+
+@require_http_methods(["GET", "POST"])
+def instance_edit(request: HttpRequest, pk: int, instance_id: int) -> HttpResponse:
+    company = _editable_company(request, pk)
+    instance = get_object_or_404(
+        Instance.objects.select_related("subscription"), pk=instance_id, company=company
+    )
+    pending = {c.field: c for c in selectors.label_changes_pending(company, instance=instance)}
+    status = 200
+    if request.method == "POST":
+        form = InstanceLabelForm(request.POST, instance=instance, pending=pending)
+        if form.is_valid():
+            _announce(request, instance, form.save(by=request.user))
+            back = reverse("account_instances", args=[company.pk])
+            return redirect(_next_url(request) or f"{back}#instance-{instance.pk}")
+        messages.error(request, "The labels were not changed: see the form below.")
+        status = 400
+    else:
+        form = InstanceLabelForm(instance=instance, pending=pending)
+    context = {
+        "instance": instance,
+        "form": form,
+        "pending": [selectors.ChangeView.of(c) for c in pending.values()],
+        "history": [
+            selectors.ChangeView.of(c)
+            for c in selectors.label_changes_recent(company, instance=instance)
+        ],
+        "next": _next_url(request) or "",
+    }
+    return _page(
+        request, "accounts/instance_edit.html", company, "instances", context, status=status
+    )
+
+
+def _announce(request: HttpRequest, instance: Instance, changes: list[LabelChange]) -> None:
+    if not changes:
+        messages.info(request, f"{instance}: nothing changed, the labels already had those values.")
+    for change in changes:
+        view = selectors.ChangeView.of(change)
+        if change.is_pending:
+            messages.success(
+                request,
+                f"{instance}: {view.field_label} {view.old_label} → {view.new_label} recorded. "
+                f"Reflected in reports at {change.effective_at:%-d %b %Y %H:%M} UTC.",
+            )
+        else:
+            messages.info(
+                request,
+                f"{instance}: the pending {view.field_label} change was cancelled; "
+                f"it stays {view.old_label}.",
+            )
+
+
+@require_POST
+@permission_required("instances.apply_label_change_now", raise_exception=True)
+def label_change_apply_now(request: HttpRequest, change_id: int) -> HttpResponse:
+    change = get_object_or_404(LabelChange.objects.select_related("instance"), pk=change_id)
+    company_id = change.instance.company_id
+    if (
+        company_id is None
+        or not Company.objects.editable_by(request.user).filter(pk=company_id).exists()
+    ):
+        raise PermissionDenied("You cannot change this account.")
+    view = selectors.ChangeView.of(change)
+    if label_change_apply(change_id=change.pk, via="apply_now", by=request.user, force=True):
+        messages.success(
+            request,
+            f"{change.instance}: {view.field_label} is now {view.new_label}; scores are "
+            "recomputed with it.",
+        )
+    else:
+        messages.warning(
+            request,
+            f"{change.instance}: that {view.field_label} change is no longer pending "
+            "(applied, superseded or cancelled); nothing was done.",
+        )
+    back = reverse("account_instances", args=[company_id])
+    return redirect(_next_url(request) or f"{back}#instance-{change.instance_id}")

@@ -1,0 +1,86 @@
+"""Forms of the Account C360 pages: CSM sentiment and an instance's labels."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from django import forms
+
+from instances.labels import label_change_request
+from instances.models import HealthInclusion, Instance, InstanceType, LabelChange, LabelField
+
+from .models import Sentiment
+
+LABEL_FIELDS = (LabelField.INSTANCE_TYPE, LabelField.HEALTH_INCLUSION)
+
+HEALTH_INCLUSION_CHOICES = (
+    (HealthInclusion.AUTOMATIC.value, "Automatic (Production counts)"),
+    (HealthInclusion.INCLUDED.value, "Included in Health Score"),
+    (HealthInclusion.OPT_OUT.value, "Opt-Out"),
+)
+
+
+class SentimentForm(forms.Form):
+    sentiment = forms.ChoiceField(
+        label="CSM sentiment",
+        choices=Sentiment.choices,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose Red, Yellow or Green."},
+    )
+    note = forms.CharField(
+        label="Note",
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why this sentiment: shown with your name and the date. A Red sentiment makes "
+        "overall health Red; sentiment older than 90 days is flagged stale.",
+        error_messages={"required": "Add a note saying why; it is shown with the sentiment."},
+    )
+
+
+class InstanceLabelForm(forms.Form):
+    """Instance type and health inclusion, starting from what the instance will be once any
+    pending change applies; saving records one label change per field that differs."""
+
+    instance_type = forms.ChoiceField(
+        label="Instance Type",
+        choices=InstanceType.choices,
+        help_text="Unknown is a temporary holding value: label it Production, Non-Production, "
+        "Obsolete or Geo Secondary Node.",
+    )
+    health_inclusion = forms.ChoiceField(
+        label="Included in Health Measure",
+        choices=HEALTH_INCLUSION_CHOICES,
+        required=False,
+        help_text="Keep exactly one instance in health measures: choose Opt-Out (not "
+        "Automatic) for the others.",
+    )
+
+    def __init__(
+        self,
+        *args,
+        instance: Instance,
+        pending: Mapping[str, LabelChange] | None = None,
+        **kwargs,
+    ):
+        self.instance = instance
+        pending = pending or {}
+        self.intended = {
+            name: pending[name].new_value if name in pending else getattr(instance, name)
+            for name in LABEL_FIELDS
+        }
+        kwargs.setdefault("initial", dict(self.intended))
+        # Several of these forms share a page (one per row): keep their element ids apart.
+        kwargs.setdefault("auto_id", f"id_instance{instance.pk}_%s")
+        super().__init__(*args, **kwargs)
+
+    def save(self, *, by) -> list[LabelChange]:
+        """Request a change for each field that differs from the intended value."""
+        changes = []
+        for name in LABEL_FIELDS:
+            value = self.cleaned_data[name] or ""
+            if value == self.intended[name]:
+                continue
+            change = label_change_request(instance=self.instance, field=name, value=value, by=by)
+            if change is not None:
+                changes.append(change)
+        return changes
