@@ -113,3 +113,9 @@ def _integration_needs_real_services(request):
         redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2).ping()
     except redis.exceptions.RedisError as exc:
         pytest.fail(f"Redis at {settings.REDIS_URL} is not reachable: {exc}")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Tests create many users; the production hasher's work factor only slows them down."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

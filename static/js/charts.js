@@ -12,7 +12,7 @@
         margin: { t: 30, r: 20, b: 50, l: 60 },
         font: { family: "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif", size: 12 },
         paper_bgcolor: "#fff", plot_bgcolor: "#fff", hovermode: "x unified",
-        legend: { orientation: "h", y: -0.2 }
+        legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" }
       }, fig.layout || {});
       Plotly.newPlot(el, fig.data, layout, { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"] });
       el.setAttribute("data-rendered", "true");
