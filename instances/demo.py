@@ -303,7 +303,7 @@ def _instances_for(rng, i, company, sub, sub_specs, weeks) -> list[InstanceSpec]
                 versions=("15.1.0-ee",),
             )
         )
-    if i == 10:  # this account's only instance went quiet 10 weeks ago
+    if i == 9:  # this account's only instance went quiet 10 weeks ago
         out[0].stop_weeks_ago = 10
     if i % 6 == 1 and i > 20:  # Unknown-only instance on a subscription (labeling rule 2)
         out[0].label = ""

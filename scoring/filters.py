@@ -13,19 +13,17 @@ import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import (
-    Count,
+    DateTimeField,
     Exists,
     F,
     FilteredRelation,
+    Func,
     IntegerField,
-    Max,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
-    Value,
 )
-from django.db.models.functions import Coalesce
 
 from accounts.models import Company, Segment
 from accounts.querysets import can_edit_any
@@ -64,24 +62,25 @@ def _instances_of_company(**filters) -> QuerySet:
     return Instance.objects.filter(company=OuterRef("pk"), **filters).order_by()
 
 
-def _count(types) -> Coalesce:
-    counted = (
-        _instances_of_company(instance_type__in=types)
-        .values("company")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+class SubqueryCount(Func):
+    """``COUNT(*)`` over a correlated subquery's rows: no ``GROUP BY``, 0 when none match."""
+
+    template = "COUNT(*)"
+    output_field = IntegerField()
+
+
+class SubqueryMax(Func):
+    function = "MAX"
+
+
+def _count(types) -> Subquery:
+    counted = _instances_of_company(instance_type__in=types).annotate(n=SubqueryCount())
+    return Subquery(counted.values("n"), output_field=IntegerField())
 
 
 def _last_ping() -> Subquery:
-    newest = (
-        _instances_of_company()
-        .values("company")
-        .annotate(newest=Max("last_ping_at"))
-        .values("newest")
-    )
-    return Subquery(newest)
+    newest = _instances_of_company().annotate(newest=SubqueryMax("last_ping_at"))
+    return Subquery(newest.values("newest"), output_field=DateTimeField())
 
 
 def dashboard_accounts() -> QuerySet[Company]:
@@ -153,7 +152,8 @@ class PortalFilterSet(django_filters.FilterSet):
         super().__init__(*args, **kwargs)
         if "csm" in self.filters:
             user = getattr(self.request, "user", None)
-            self.filters["csm"].extra["choices"] = lambda: csm_choices(user)
+            # A list, not a callable: Django would re-run a callable at every iteration.
+            self.filters["csm"].extra["choices"] = csm_choices(user)
 
     @property
     def secondary_active(self) -> bool:

@@ -6,17 +6,79 @@ figures as plain numbers and words, so a CSV or XLSX export is ready for a sprea
 
 from __future__ import annotations
 
+import functools
+from datetime import datetime
+
 import django_tables2 as tables
+import django_tables2.utils
 from django.contrib.humanize.templatetags.humanize import intcomma
-from django.db.models import Case, F, IntegerField, Value, When
+from django.core.paginator import Paginator
+from django.db.models import Case, F, IntegerField, QuerySet, Value, When
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from django_tables2.rows import BoundRows
 
 from accounts.models import Company
 
 COLORS = ("Red", "Yellow", "Green", "NA")
+
+
+# django-tables2 inspects the signature of a column's render/value method for every cell
+# (``utils.call_with_appropriate``): a third of a 50-row dashboard's rendering time. Signatures
+# of the same function never change, so they are cached per function (bounded by the code).
+_uncached_signature = django_tables2.utils.signature
+
+
+@functools.cache
+def _function_signature(function):
+    return _uncached_signature(function)
+
+
+def _signature(fn):
+    function = getattr(fn, "__func__", None)
+    if function is None:
+        return _uncached_signature(fn)
+    args, kwargs_name = _function_signature(function)
+    return args[1:], kwargs_name  # a bound method's first argument is bound
+
+
+def install_signature_cache() -> None:
+    """Called once from ``ScoringConfig.ready``."""
+    django_tables2.utils.signature = _signature
+
+
 NA_TITLE = "Not available: the account's scorecard says why"
 NUM = {"td": {"class": "num"}, "th": {"class": "num"}}
+
+
+class TwoStepPaginator(Paginator):
+    """Fetch a page's primary keys first, then its rows: select-list subqueries run for one page.
+
+    With ``OFFSET``, PostgreSQL evaluates every select-list subquery (instance counts, latest
+    pings) for each skipped row, so page 100 of 5,000 accounts would cost 5,000 rows of them.
+    The keys query computes only the sort key; the rows query, ``pk IN (…)``, 50 rows. Always
+    two queries per page, whatever the book's size. Data that is not a queryset pages as usual.
+    """
+
+    def page(self, number):
+        rows = self.object_list
+        queryset = getattr(getattr(rows, "data", None), "data", None)
+        if not isinstance(queryset, QuerySet):
+            return super().page(number)
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        top = bottom + self.per_page
+        if top + self.orphans >= self.count:
+            top = self.count
+        keys = list(queryset.values_list("pk", flat=True)[bottom:top])
+        records = {record.pk: record for record in queryset.filter(pk__in=keys)} if keys else {}
+        page_rows = BoundRows(
+            data=[records[key] for key in keys if key in records],
+            table=rows.table,
+            pinned_data=rows.pinned_data,
+        )
+        return self._get_page(page_rows, number, self)
 
 
 def pill(color: str | None, text: object = None, *, title: str = "") -> str:
@@ -37,10 +99,10 @@ def pill(color: str | None, text: object = None, *, title: str = "") -> str:
 
 
 def percent(fraction: float | None) -> str:
-    """``0.4`` → ``"40%"``, ``0.4237`` → ``"42.4%"``."""
+    """``0.4`` → ``"40.0%"``, ``0.4237`` → ``"42.4%"``."""
     if fraction is None:
         return "NA"
-    return f"{round(fraction * 100, 1):g}%"
+    return f"{fraction * 100:.1f}%"
 
 
 def nulls_last(field: str, is_descending: bool):
@@ -57,7 +119,21 @@ def color_rank(field: str) -> Case:
     )
 
 
-class NumberColumn(tables.Column):
+class NullsLastMixin:
+    """Sort on the accessor with NULLs last in both directions, then on ``tiebreak``.
+
+    ``tiebreak`` keeps paging stable; use a grouped field (not ``pk``) on aggregated rows.
+    """
+
+    def __init__(self, *args, tiebreak: str = "pk", **kwargs):
+        self.tiebreak = tiebreak
+        super().__init__(*args, **kwargs)
+
+    def order(self, queryset, is_descending):
+        return queryset.order_by(nulls_last(str(self.accessor), is_descending), self.tiebreak), True
+
+
+class NumberColumn(NullsLastMixin, tables.Column):
     """A right-aligned whole number with thousands separators; sorts with NULLs last."""
 
     def __init__(self, *args, **kwargs):
@@ -65,13 +141,11 @@ class NumberColumn(tables.Column):
         super().__init__(*args, **kwargs)
 
     def render(self, value):
-        return intcomma(value)
+        # f"{:,}" rather than humanize's intcomma: same output here, a tenth of the cost per cell.
+        return f"{value:,}" if isinstance(value, int) else intcomma(value)
 
     def value(self, value):
         return value
-
-    def order(self, queryset, is_descending):
-        return queryset.order_by(nulls_last(str(self.accessor), is_descending), "pk"), True
 
 
 class ColorColumn(tables.Column):
@@ -94,19 +168,28 @@ class ColorColumn(tables.Column):
         return queryset.order_by(rank.desc() if is_descending else rank.asc(), "name", "pk"), True
 
 
-class DateColumn(tables.DateColumn):
-    """An ISO date (unambiguous for every reader and every spreadsheet); NULLs sort last."""
+def as_date(value):
+    """The calendar date of a date or an aware datetime (in the current time zone, UTC)."""
+    if isinstance(value, datetime):
+        return timezone.localtime(value).date()
+    return value
+
+
+class DateColumn(NullsLastMixin, tables.Column):
+    """An ISO date (unambiguous for every reader and every spreadsheet); NULLs sort last.
+
+    Formatted in Python: django-tables2's own DateColumn renders a template per cell.
+    """
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("format", "Y-m-d")
         kwargs.setdefault("attrs", {"td": {"class": "date"}})
         super().__init__(*args, **kwargs)
 
-    def value(self, value):
-        return value.date() if hasattr(value, "date") else value
+    def render(self, value):
+        return as_date(value).isoformat()
 
-    def order(self, queryset, is_descending):
-        return queryset.order_by(nulls_last(str(self.accessor), is_descending), "pk"), True
+    def value(self, value):
+        return as_date(value)
 
 
 class CsmColumn(tables.Column):
@@ -172,7 +255,7 @@ class DashboardTable(tables.Table):
         fields = ()
         order_by = ("name",)
         empty_text = "No accounts match these filters."
-        attrs = {"class": "table table-dashboard"}
+        attrs = {"class": "table table-report table-dashboard"}
 
     def render_license_utilization(self, record):
         value = record.license_utilization

@@ -7,7 +7,7 @@ from django_tables2 import SingleTableMixin
 from django_tables2.export.views import ExportMixin
 
 from .filters import COLOR_FILTERS, DashboardFilter, dashboard_accounts, is_csm, with_csm_default
-from .tables import DashboardTable
+from .tables import DashboardTable, TwoStepPaginator
 
 EXPORT_FORMATS = ("csv", "xlsx")
 
@@ -20,7 +20,7 @@ class CsmDefaultFilterView(ExportMixin, SingleTableMixin, FilterView):
     """
 
     export_formats = EXPORT_FORMATS
-    paginate_by = 50
+    table_pagination = {"per_page": 50, "paginator_class": TwoStepPaginator}
     nav = ""
 
     def get_filterset_kwargs(self, filterset_class):

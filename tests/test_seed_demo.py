@@ -43,7 +43,10 @@ def test_seeded_pings_come_through_the_ingest_path_with_raw_payloads():
     legacy = Instance.objects.get(version__startswith="13.")
     assert not legacy.pings.filter(billable_users__isnull=False).exists()  # no billable < 14.0
     assert legacy.subscription is not None  # mapped through the md5 mapping file
-    assert UsagePing.objects.unmapped().exists()  # a license nobody mapped, kept
+    lab = Instance.objects.get(hostname__startswith="lab.")  # a license nobody mapped
+    assert lab.subscription is None and lab.pings.count() == 20
+    assert lab.pings.unmapped().count() == 20  # every ping kept, waiting for a mapping
+    assert Instance.objects.stale(60).exclude(instance_type="obsolete").exists()
     assert Instance.objects.filter(kind="saas", instance_type="production").exists()
     assert LabelChange.objects.pending().exists()
 

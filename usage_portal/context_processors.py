@@ -1,12 +1,22 @@
 from django.conf import settings
 
 
-def portal(request):
-    """Values every page's chrome needs."""
+def _roles(request) -> list[str]:
     user = getattr(request, "user", None)
-    roles = []
-    if user is not None and user.is_authenticated:
-        roles = [g.name for g in user.groups.all()] or (["Admin"] if user.is_superuser else [])
+    if user is None or not user.is_authenticated:
+        return []
+    return [g.name for g in user.groups.all()] or (["Admin"] if user.is_superuser else [])
+
+
+def portal(request):
+    """Values every page's chrome needs.
+
+    Cached on the request: django-tables2 renders each table with the context processors again,
+    and the roles must not cost a query per table.
+    """
+    roles = getattr(request, "_portal_roles", None)
+    if roles is None:
+        roles = request._portal_roles = _roles(request)
     return {
         "portal_roles": roles,
         "label_refresh_delay_hours": settings.LABEL_REFRESH_DELAY_HOURS,

@@ -1,0 +1,409 @@
+"""Selectors and filters of the cross-account instance reports.
+
+Each selector returns a lazy queryset with everything its report shows as annotations, so a page
+costs a fixed number of queries whatever the size of the book: CSM Burn-Down, GitLab version
+details, and the data-quality lists.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import django_filters
+from django.conf import settings
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    FilteredRelation,
+    FloatField,
+    IntegerField,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.functions import Cast, Coalesce, NullIf
+from django.utils import timezone
+
+from accounts.models import CSM_OWNED_SEGMENTS, Company, Deployment, Segment, Subscription
+from scoring.filters import NO_USAGE_DATA, CsmFilter, PortalFilterSet, SubqueryCount
+
+from .models import HealthInclusion, Instance, InstanceKind, InstanceType, UsagePing
+
+# --------------------------------------------------------------------------------------------------
+# GitLab versions
+
+#: The last minor release of each GitLab major that did not end at x.11 (13.12, 14.10, ...).
+#: GitLab ships a minor release every month and a major every May, so from 16 on it is x.11.
+LAST_MINOR = {11: 11, 12: 10, 13: 12, 14: 10, 15: 11}
+DEFAULT_LAST_MINOR = 11
+
+Release = tuple[int, int]
+
+
+def release_of(version_sort: int | None) -> Release | None:
+    """``16_005_001`` → ``(16, 5)``."""
+    if version_sort is None:
+        return None
+    return version_sort // 1_000_000, version_sort // 1_000 % 1_000
+
+
+def release_label(release: Release | None) -> str:
+    return f"{release[0]}.{release[1]}" if release else "—"
+
+
+def _previous(release: Release) -> Release:
+    major, minor = release
+    if minor > 0:
+        return major, minor - 1
+    return major - 1, LAST_MINOR.get(major - 1, DEFAULT_LAST_MINOR)
+
+
+def releases_behind(release: Release | None, newest: Release | None) -> int | None:
+    """How many minor releases ``release`` is behind ``newest`` (0 when it is the newest)."""
+    if release is None or newest is None or release >= newest:
+        return None if release is None or newest is None else 0
+    count, cursor = 0, newest
+    while cursor > release:
+        cursor = _previous(cursor)
+        count += 1
+    return count
+
+
+def release_n_behind(newest: Release, n: int) -> Release:
+    """The release ``n`` minor releases before ``newest``."""
+    cursor = newest
+    for _ in range(max(n, 0)):
+        cursor = _previous(cursor)
+    return cursor
+
+
+def newest_release() -> Release | None:
+    """The newest GitLab release any self-managed instance reports (one query)."""
+    newest = Instance.objects.filter(kind=InstanceKind.SELF_MANAGED).aggregate(
+        v=Max("version_sort")
+    )["v"]
+    return release_of(newest)
+
+
+def self_managed_versions() -> QuerySet[Instance]:
+    """Every self-managed instance that reported a version, with its account and CSM."""
+    return Instance.objects.filter(
+        kind=InstanceKind.SELF_MANAGED, version_sort__isnull=False
+    ).select_related("company", "company__csm", "subscription")
+
+
+def version_counts(queryset: QuerySet[Instance]) -> list[dict]:
+    """Instances per (major.minor, instance type) of ``queryset``, oldest release first."""
+    return list(
+        queryset.order_by()
+        .annotate(release=F("version_sort") / 1_000)
+        .values("release", "instance_type")
+        .annotate(n=Count("pk"))
+        .order_by("release", "instance_type")
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# CSM Burn-Down
+
+
+def _stale_cutoff(now: datetime | None = None) -> datetime:
+    return (now or timezone.now()) - timedelta(days=settings.STALE_INSTANCE_DAYS)
+
+
+def _latest_ping(field: str) -> Subquery:
+    """``field`` of the instance's newest ping (``last_ping_at`` is its ``recorded_at``)."""
+    return Subquery(
+        UsagePing.objects.filter(instance=OuterRef("pk"), recorded_at=OuterRef("last_ping_at"))
+        .order_by()
+        .values(field)[:1]
+    )
+
+
+def _account_billable_users(cutoff: datetime) -> Subquery:
+    """Billable users over the account's reporting instances (this one always counted)."""
+    pings = (
+        UsagePing.objects.filter(
+            instance__company=OuterRef("company"), recorded_at=F("instance__last_ping_at")
+        )
+        .filter(Q(instance__last_ping_at__gte=cutoff) | Q(instance=OuterRef("pk")))
+        .order_by()
+        .values("instance__company")
+        .annotate(total=Sum("billable_users"))
+        .values("total")
+    )
+    return Subquery(pings)
+
+
+def csm_owned_unknown_instances() -> QuerySet[Instance]:
+    """Unknown instances on CSM-owned accounts (Strategic/Growth with a CSM)."""
+    return Instance.objects.unknown().filter(
+        company__segment__in=CSM_OWNED_SEGMENTS, company__csm__isnull=False
+    )
+
+
+def burndown_instances(now: datetime | None = None) -> QuerySet[Instance]:
+    """The CSM Burn-Down rows with the evidence needed to label each instance.
+
+    ``first_seen`` is the first ping (or when the instance was created), ``billable`` and
+    ``umau`` come from its newest ping, and ``usage_share`` is its billable users over those of
+    every instance of the account that reported in the last ``STALE_INSTANCE_DAYS`` days.
+    """
+    cutoff = _stale_cutoff(now)
+    return (
+        csm_owned_unknown_instances()
+        .select_related("company", "company__csm", "subscription")
+        .annotate(
+            first_seen=Coalesce("first_ping_at", "created_at"),
+            billable=_latest_ping("billable_users"),
+            umau=_latest_ping("umau"),
+            account_billable=_account_billable_users(cutoff),
+        )
+        .annotate(
+            usage_share=Cast(F("billable"), FloatField())
+            / NullIf(Cast(F("account_billable"), FloatField()), Value(0.0))
+        )
+    )
+
+
+def burndown_counts_by_csm() -> list[dict]:
+    """Unknown CSM-owned instances per CSM: how many, on how many accounts, the oldest."""
+    return list(
+        csm_owned_unknown_instances()
+        .order_by()
+        .values(
+            "company__csm",
+            "company__csm__username",
+            "company__csm__first_name",
+            "company__csm__last_name",
+        )
+        .annotate(
+            instances=Count("pk"),
+            accounts=Count("company", distinct=True),
+            oldest=Min(Coalesce("first_ping_at", "created_at")),
+        )
+        .order_by("-instances", "company__csm__username")
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Data quality
+
+
+def unmapped_licenses() -> QuerySet:
+    """Pings whose license maps to no subscription, grouped by license (dicts, one per license)."""
+    return (
+        UsagePing.objects.unmapped()
+        .filter(license__isnull=False)
+        .values("license")
+        .annotate(
+            md5=F("license__md5"),
+            sha256=F("license__sha256"),
+            subscription_name=F("license__subscription_name"),
+            plan=F("license__plan"),
+            pings=Count("pk"),
+            instances=Count("instance", distinct=True),
+            first_seen=Min("recorded_at"),
+            last_seen=Max("recorded_at"),
+        )
+        .order_by("-last_seen", "license")
+    )
+
+
+def unmapped_license_instances(license_ids) -> dict[int, list[dict]]:
+    """The instances that sent each license's unmapped pings (one query)."""
+    rows = (
+        UsagePing.objects.unmapped()
+        .filter(license_id__in=list(license_ids))
+        .order_by()
+        .values("license_id", "instance_id", "instance__hostname", "instance__uuid")
+        .distinct()
+    )
+    found: dict[int, list[dict]] = {}
+    for row in rows:
+        found.setdefault(row["license_id"], []).append(row)
+    for instances in found.values():
+        instances.sort(key=lambda r: (r["instance__hostname"], r["instance_id"]))
+    return found
+
+
+def unlinked_namespaces() -> QuerySet[Instance]:
+    """SaaS namespaces whose pings name no known subscription, so no account sees them."""
+    return Instance.objects.filter(kind=InstanceKind.SAAS, subscription__isnull=True).annotate(
+        subscription_seen=Subquery(
+            UsagePing.objects.filter(instance=OuterRef("pk"))
+            .exclude(license_subscription_id="")
+            .order_by("-recorded_at")
+            .values("license_subscription_id")[:1]
+        ),
+        ping_count=Subquery(
+            UsagePing.objects.filter(instance=OuterRef("pk"))
+            .order_by()
+            .values("instance")
+            .annotate(n=Count("pk"))
+            .values("n"),
+            output_field=IntegerField(),
+        ),
+    )
+
+
+def _company_instances(**filters) -> QuerySet[Instance]:
+    return Instance.objects.filter(company=OuterRef("pk"), **filters).order_by()
+
+
+def _count(queryset: QuerySet) -> Subquery:
+    return Subquery(queryset.annotate(n=SubqueryCount()).values("n"), output_field=IntegerField())
+
+
+def _snapshot_text(*keys: str) -> KeyTextTransform:
+    """A text value inside the current snapshot's ``detail`` JSON.
+
+    Built from ``F("snap__detail")``: ``KT("snap__detail__…")`` does not resolve through a
+    ``FilteredRelation`` on PostgreSQL.
+    """
+    expression = F("snap__detail")
+    for key in keys[:-1]:
+        expression = KeyTransform(key, expression)
+    return KeyTextTransform(keys[-1], expression)
+
+
+def accounts_without_usage(now: datetime | None = None) -> QuerySet[Company]:
+    """Accounts whose product usage cannot be measured, with what explains it.
+
+    The same rule as the dashboard's "No usage data" filter. Annotations feed
+    ``instances.reports.no_usage_reason``: instance counts (all, Production, included in health,
+    included with a ping in the last ``STALE_INSTANCE_DAYS`` days), the oldest version among
+    those, SaaS subscriptions and namespaces, and the scorecard's own NA reason.
+    """
+    cutoff = _stale_cutoff(now)
+    included = Q(instance_type=InstanceType.PRODUCTION) & ~Q(
+        health_inclusion=HealthInclusion.OPT_OUT
+    )
+    fresh = _company_instances().filter(included, last_ping_at__gte=cutoff)
+    current = Q(score_snapshots__is_current=True)
+    return (
+        Company.objects.alias(snap=FilteredRelation("score_snapshots", condition=current))
+        .filter(NO_USAGE_DATA)
+        .select_related("csm")
+        .annotate(
+            n_instances=_count(_company_instances()),
+            n_production=_count(_company_instances(instance_type=InstanceType.PRODUCTION)),
+            n_included=_count(_company_instances().filter(included)),
+            n_fresh=_count(fresh),
+            n_saas=_count(_company_instances(kind=InstanceKind.SAAS)),
+            has_saas_subscription=Exists(
+                Subscription.objects.filter(company=OuterRef("pk"), deployment=Deployment.SAAS)
+            ),
+            oldest_fresh_version=Subquery(
+                fresh.filter(kind=InstanceKind.SELF_MANAGED)
+                .values("company")
+                .annotate(v=Min("version_sort"))
+                .values("v")
+            ),
+            last_ping_at=Subquery(
+                _company_instances().values("company").annotate(m=Max("last_ping_at")).values("m")
+            ),
+            snapshot_id=F("snap__id"),
+            lu_reason=_snapshot_text("measures", "license_utilization", "reason"),
+            usage_reason=_snapshot_text("product_usage", "reason"),
+        )
+    )
+
+
+def stale_instances(now: datetime | None = None) -> QuerySet[Instance]:
+    """Instances silent for ``STALE_INSTANCE_DAYS`` days (Obsolete ones are expected to be)."""
+    return (
+        Instance.objects.filter(last_ping_at__lt=_stale_cutoff(now))
+        .exclude(instance_type=InstanceType.OBSOLETE)
+        .select_related("company", "company__csm", "subscription")
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Filters
+
+
+class BurndownFilter(PortalFilterSet):
+    csm = CsmFilter(company_path="company__")
+    segment = django_filters.ChoiceFilter(
+        field_name="company__segment",
+        choices=[(s.value, s.label) for s in CSM_OWNED_SEGMENTS],
+        label="Segment",
+        empty_label="Strategic and Growth",
+    )
+    q = django_filters.CharFilter(
+        label="Account or hostname", method="filter_text", help_text="Part of a name"
+    )
+    older_than = django_filters.NumberFilter(
+        label="Unknown for at least (days)", method="filter_older_than", min_value=0
+    )
+
+    class Meta:
+        model = Instance
+        fields: list[str] = []
+
+    def filter_text(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(
+            Q(company__name__icontains=value) | Q(hostname__icontains=value) | Q(uuid=value)
+        )
+
+    def filter_older_than(self, queryset, name, value):
+        if value is None:
+            return queryset
+        since = timezone.now() - timedelta(days=int(value))
+        return queryset.filter(first_seen__lte=since)
+
+
+class VersionsFilter(PortalFilterSet):
+    csm = CsmFilter(company_path="company__")
+    older_than = django_filters.NumberFilter(
+        label="Older than N minor releases",
+        method="filter_older_than",
+        min_value=1,
+        max_value=200,
+        help_text="Relative to the newest version any instance reports",
+    )
+    instance_type = django_filters.ChoiceFilter(
+        choices=InstanceType.choices, empty_label="All instance types"
+    )
+    segment = django_filters.ChoiceFilter(
+        field_name="company__segment",
+        choices=Segment.choices,
+        label="Segment",
+        empty_label="All segments",
+    )
+    q = django_filters.CharFilter(label="Account or hostname", method="filter_text")
+
+    class Meta:
+        model = Instance
+        fields: list[str] = []
+
+    def __init__(self, *args, newest: Release | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.newest = newest
+
+    @property
+    def threshold(self) -> Release | None:
+        """The oldest release not filtered out, when "older than" is set."""
+        value = self.form.cleaned_data.get("older_than") if self.is_bound else None
+        if value is None or self.newest is None:
+            return None
+        return release_n_behind(self.newest, int(value))
+
+    def filter_older_than(self, queryset, name, value):
+        if value is None or self.newest is None:
+            return queryset
+        major, minor = release_n_behind(self.newest, int(value))
+        return queryset.filter(version_sort__lt=major * 1_000_000 + minor * 1_000)
+
+    filter_text = BurndownFilter.filter_text
