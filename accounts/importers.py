@@ -1,4 +1,9 @@
-"""Pure reading of CRM CSV files: each kind is recognised by its header row."""
+"""Pure reading of CRM CSV files: each kind is recognised by its header row.
+
+No database access: rows come back as plain dataclasses, every problem as "line N: problem".
+Values that would not fit a column are errors, never silently cut (a cut CRM id could merge two
+accounts).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,10 @@ KINDS: dict[str, tuple[str, ...]] = {
     ),
     "license_mappings": ("license_md5", "zuora_subscription_id"),
 }
+#: The order files must be imported in: subscriptions name companies, mappings subscriptions.
+IMPORT_ORDER = ("companies", "subscriptions", "license_mappings")
+MAX_SEATS = 2_147_483_647  # the column is a 32-bit integer
+MAX_ARR = Decimal("999999999999.99")  # 14 digits, 2 after the point
 
 
 class ImportError_(ValueError):
@@ -73,7 +82,13 @@ def detect_kind(fieldnames: list[str]) -> str:
 
 
 def read_csv(data: bytes) -> tuple[str, list, list[str]]:
-    """(kind, parsed rows, errors as "line N: problem") for one CSV file's bytes."""
+    """(kind, parsed rows, errors as "line N: problem") for one CSV file's bytes.
+
+    UTF-8 with or without BOM; header names are matched without regard to case or surrounding
+    spaces; extra columns are ignored. A key repeated in one file (CRM account id, subscription
+    name, license md5) is an error on the later line: the first one is imported. Raises
+    ``ImportError_`` when the file as a whole cannot be read.
+    """
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -81,26 +96,49 @@ def read_csv(data: bytes) -> tuple[str, list, list[str]]:
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames:
         raise ImportError_("empty file (no header row)")
-    reader.fieldnames = [f.strip().lower() for f in reader.fieldnames]
+    reader.fieldnames = [(f or "").strip().lower() for f in reader.fieldnames]
     kind = detect_kind(reader.fieldnames)
     parse = {"companies": _company, "subscriptions": _subscription}.get(kind, _mapping)
     rows, errors = [], []
-    for row in reader:
-        try:
-            rows.append(parse(row, reader.line_num))
-        except ImportError_ as exc:
-            errors.append(f"line {reader.line_num}: {exc}")
+    first_line: dict[str, int] = {}
+    try:
+        for row in reader:
+            try:
+                parsed = parse(row, reader.line_num)
+            except ImportError_ as exc:
+                errors.append(f"line {reader.line_num}: {exc}")
+                continue
+            key = _key(parsed)
+            if key in first_line:
+                errors.append(
+                    f"line {parsed.line}: {key!r} already appears on line {first_line[key]}"
+                )
+                continue
+            first_line[key] = parsed.line
+            rows.append(parsed)
+    except csv.Error as exc:
+        errors.append(f"line {reader.line_num}: not valid CSV ({exc})")
     return kind, rows, errors
+
+
+def _key(row) -> str:
+    if isinstance(row, CompanyRow):
+        return row.crm_account_id
+    if isinstance(row, SubscriptionRow):
+        return row.name
+    return row.license_md5
 
 
 def _get(row: dict, key: str) -> str:
     return (row.get(key) or "").strip()
 
 
-def _required(row: dict, key: str) -> str:
+def _required(row: dict, key: str, max_length: int | None = None) -> str:
     value = _get(row, key)
     if not value:
         raise ImportError_(f"{key} is empty")
+    if max_length is not None and len(value) > max_length:
+        raise ImportError_(f"{key} is {len(value)} characters long, over the limit of {max_length}")
     return value
 
 
@@ -126,8 +164,8 @@ def _date(value: str, key: str) -> date | None:
 def _company(row: dict, line: int) -> CompanyRow:
     return CompanyRow(
         line=line,
-        crm_account_id=_required(row, "crm_account_id")[:64],
-        name=_required(row, "name")[:255],
+        crm_account_id=_required(row, "crm_account_id", 64),
+        name=_required(row, "name", 255),
         segment=_choice(_required(row, "segment"), Segment, "segment"),
         csm=_get(row, "csm"),
         customer_since=_date(_get(row, "customer_since"), "customer_since"),
@@ -140,13 +178,17 @@ def _subscription(row: dict, line: int) -> SubscriptionRow:
         seats = int(seats_text)
     except ValueError as exc:
         raise ImportError_(f"licensed_seats {seats_text!r} is not a whole number") from exc
-    if seats < 0:
-        raise ImportError_("licensed_seats must not be negative")
+    if not 0 <= seats <= MAX_SEATS:
+        raise ImportError_(f"licensed_seats {seats_text!r} is out of range")
     arr_text = _get(row, "arr")
     try:
         arr = Decimal(arr_text) if arr_text else None
     except InvalidOperation as exc:
         raise ImportError_(f"arr {arr_text!r} is not a number") from exc
+    if arr is not None:
+        if not arr.is_finite() or not 0 <= arr <= MAX_ARR:
+            raise ImportError_(f"arr {arr_text!r} must be a non-negative amount below 10^12")
+        arr = arr.quantize(Decimal("0.01"))
     start, end = (
         _date(_get(row, "start_date"), "start_date"),
         _date(_get(row, "end_date"), "end_date"),
@@ -155,8 +197,8 @@ def _subscription(row: dict, line: int) -> SubscriptionRow:
         raise ImportError_("end_date is before start_date")
     return SubscriptionRow(
         line=line,
-        name=_required(row, "subscription_name")[:64],
-        crm_account_id=_required(row, "crm_account_id"),
+        name=_required(row, "subscription_name", 64),
+        crm_account_id=_required(row, "crm_account_id", 64),
         plan=_choice(
             _required(row, "plan"),
             Plan,
@@ -182,5 +224,7 @@ def _mapping(row: dict, line: int) -> LicenseMappingRow:
     if len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5):
         raise ImportError_(f"license_md5 {md5!r} is not 32 hexadecimal characters")
     return LicenseMappingRow(
-        line=line, license_md5=md5, subscription_name=_required(row, "zuora_subscription_id")
+        line=line,
+        license_md5=md5,
+        subscription_name=_required(row, "zuora_subscription_id", 64),
     )

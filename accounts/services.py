@@ -14,10 +14,14 @@ from .models import Company, Subscription
 
 @dataclass
 class ImportSummary:
+    """What an import did. ``errors`` are "line N: problem" for rows not imported; ``notes`` are
+    rows deliberately left as they are (not errors)."""
+
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     attached_pings: int = 0
 
 
@@ -28,10 +32,10 @@ def companies_import(*, rows: list[CompanyRow]) -> ImportSummary:
         u.username: u
         for u in get_user_model().objects.filter(username__in={r.csm for r in rows if r.csm})
     }
-    existing = Company.objects.in_bulk(
-        [r.crm_account_id for r in rows], field_name="crm_account_id"
-    )
     with transaction.atomic():
+        existing = Company.objects.in_bulk(
+            [r.crm_account_id for r in rows], field_name="crm_account_id"
+        )
         for row in rows:
             if row.csm and row.csm not in users:
                 summary.errors.append(f"line {row.line}: csm {row.csm!r} is not a known username")
@@ -57,15 +61,22 @@ def companies_import(*, rows: list[CompanyRow]) -> ImportSummary:
 
 
 def subscriptions_import(*, rows: list[SubscriptionRow]) -> ImportSummary:
-    """Create or update subscriptions by name, then attach pings that were waiting for them."""
-    from instances.services import subscription_attach_waiting
+    """Create or update subscriptions by name, then attach pings that were waiting for them.
+
+    A subscription moved to another company takes its instances (and their monthly rows) along.
+    Companies whose subscriptions changed get one score refresh once the import commits.
+    """
+    from instances.models import Instance, MonthlyUsage
+    from instances.services import companies_refresh_queue, subscriptions_attach_waiting
 
     summary = ImportSummary()
-    companies = Company.objects.in_bulk(
-        {r.crm_account_id for r in rows}, field_name="crm_account_id"
-    )
-    existing = Subscription.objects.in_bulk([r.name for r in rows], field_name="name")
+    touched: list[Subscription] = []
+    company_ids: set[int] = set()
     with transaction.atomic():
+        companies = Company.objects.in_bulk(
+            {r.crm_account_id for r in rows}, field_name="crm_account_id"
+        )
+        existing = Subscription.objects.in_bulk([r.name for r in rows], field_name="name")
         for row in rows:
             company = companies.get(row.crm_account_id)
             if company is None:
@@ -87,24 +98,46 @@ def subscriptions_import(*, rows: list[SubscriptionRow]) -> ImportSummary:
             if sub is None:
                 sub = existing[row.name] = Subscription.objects.create(name=row.name, **values)
                 summary.created += 1
-            elif _assign(sub, values):
-                sub.save()
-                summary.updated += 1
-            else:
+                touched.append(sub)
+                continue
+            previous_company_id = sub.company_id
+            if not _assign(sub, values):
                 summary.unchanged += 1
-            summary.attached_pings += subscription_attach_waiting(subscription=sub)
+                continue
+            sub.save()
+            summary.updated += 1
+            touched.append(sub)
+            company_ids |= {previous_company_id, sub.company_id}
+            if previous_company_id != sub.company_id:
+                Instance.objects.filter(subscription=sub).update(company=sub.company_id)
+                MonthlyUsage.objects.filter(instance__subscription=sub).update(
+                    company=sub.company_id
+                )
+        summary.attached_pings = subscriptions_attach_waiting(subscriptions=touched)
+        companies_refresh_queue(company_ids=company_ids, reason="subscriptions imported")
     return summary
 
 
 def license_mappings_import(*, rows: list[LicenseMappingRow], by=None) -> ImportSummary:
-    """GitLab's ``license_md5,zuora_subscription_id`` file: map (and attach) each license."""
+    """GitLab's ``license_md5,zuora_subscription_id`` file: map (and attach) each license.
+
+    A license not seen in any ping yet is created, so pings arriving later map at once. A
+    mapping a person made by hand is left as it is (listed in ``notes``); any other mapping is
+    replaced by the file's. Waiting pings attach; queries grow with subscriptions, not rows.
+    """
     from instances.models import License, MappingSource
-    from instances.services import license_map
+    from instances.services import licenses_map
 
     summary = ImportSummary()
-    subs = Subscription.objects.in_bulk({r.subscription_name for r in rows}, field_name="name")
-    licenses = License.objects.in_bulk([r.license_md5 for r in rows], field_name="md5")
     with transaction.atomic():
+        subs = Subscription.objects.in_bulk({r.subscription_name for r in rows}, field_name="name")
+        licenses = {
+            lic.md5: lic
+            for lic in License.objects.filter(md5__in=[r.license_md5 for r in rows]).select_related(
+                "subscription"
+            )
+        }
+        wanted: list[tuple[LicenseMappingRow, Subscription]] = []
         for row in rows:
             sub = subs.get(row.subscription_name)
             if sub is None:
@@ -113,19 +146,26 @@ def license_mappings_import(*, rows: list[LicenseMappingRow], by=None) -> Import
                 )
                 continue
             lic = licenses.get(row.license_md5)
-            if lic is None:
-                lic = licenses[row.license_md5] = License.objects.create(
-                    md5=row.license_md5, first_seen_at=None
-                )
-                summary.created += 1
-            elif lic.subscription_id == sub.id:
+            if lic is not None and lic.subscription_id == sub.id:
                 summary.unchanged += 1
-                continue
+            elif lic is not None and lic.mapped_via == MappingSource.MANUAL:
+                summary.notes.append(
+                    f"line {row.line}: license {row.license_md5} was mapped by hand to "
+                    f"{lic.subscription.name if lic.subscription_id else 'nothing'}; left as is"
+                )
+                summary.unchanged += 1
             else:
-                summary.updated += 1
-            summary.attached_pings += license_map(
-                license=lic, subscription=sub, by=by, via=MappingSource.IMPORT
-            )
+                wanted.append((row, sub))
+        new = [License(md5=row.license_md5) for row, _ in wanted if row.license_md5 not in licenses]
+        for lic in License.objects.bulk_create(new):
+            licenses[lic.md5] = lic
+        summary.created = len(new)
+        summary.updated = len(wanted) - len(new)
+        summary.attached_pings = licenses_map(
+            pairs=[(licenses[row.license_md5], sub) for row, sub in wanted],
+            by=by,
+            via=MappingSource.IMPORT,
+        )
     return summary
 
 

@@ -67,6 +67,10 @@ class UsagePingAdmin(ReadOnlyAdmin):
     date_hierarchy = "recorded_at"
     show_full_result_count = False
 
+    def get_queryset(self, request):
+        # The compressed payload is tens of kB a row: never load it for a list.
+        return super().get_queryset(request).defer("raw_payload")
+
     @admin.display(boolean=True)
     def mapped(self, obj):
         return obj.subscription_id is not None
@@ -104,6 +108,9 @@ class LabelChangeAdmin(ReadOnlyAdmin):
 
 @admin.register(IngestToken)
 class IngestTokenAdmin(admin.ModelAdmin):
+    """Tokens for ``POST /usage_data``: the secret is shown once, on creation; only its hash is
+    stored. Revoke rather than delete, so the audit of who sent what stays readable."""
+
     list_display = ("name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at")
     readonly_fields = ("prefix", "created_by", "created_at", "last_used_at")
     fields = ("name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at")
@@ -146,3 +153,6 @@ class RejectedPayloadAdmin(ReadOnlyAdmin):
     search_fields = ("filename", "reason")
     date_hierarchy = "received_at"
     show_full_result_count = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("raw")

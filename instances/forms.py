@@ -1,13 +1,16 @@
+"""The manual upload form: several Service Ping payload files, a result per file."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from django import forms
 from django.conf import settings
+from django.db import DataError
 
 from .models import PingSource
-from .parsing import PayloadError, PingRejected, decode_body, parse_ping
-from .services import PingInput, pings_store, rejected_payload_keep
+from .parsing import PayloadError, PingRejected, inflate_body, loads_json, parse_ping
+from .services import PingInput, companies_refresh_queue, pings_store, rejected_payload_keep
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -18,9 +21,13 @@ class MultipleFileField(forms.FileField):
     widget = MultipleFileInput
 
     def clean(self, data, initial=None):
+        """A list of uploaded files; none at all is the usual "required" error."""
         single = super().clean
         if isinstance(data, list | tuple):
-            return [single(item, initial) for item in data]
+            data = [item for item in data if item]
+            if data:
+                return [single(item, initial) for item in data]
+            data = None
         return [single(data, initial)] if data else single(data, initial)
 
 
@@ -38,6 +45,8 @@ class PingUploadForm(forms.Form):
         help_text="One or more .json or .json.gz files downloaded from Admin → Metrics and "
         "profiling → Download payload.",
         widget=MultipleFileInput(attrs={"accept": ".json,.gz,application/json,application/gzip"}),
+        # An empty file is one bad file among several, reported on its own line, not a form error.
+        allow_empty_file=True,
     )
 
     MAX_FILES = 100
@@ -49,37 +58,53 @@ class PingUploadForm(forms.Form):
         return files
 
     def ingest(self) -> list[UploadResult]:
-        """Store each file on its own; a bad file is reported and kept, the others go on."""
-        results = []
+        """Store each file on its own; a bad file is reported and kept, the others go on.
+
+        One score refresh is queued for every company the stored files touched.
+        """
+        results, company_ids = [], set()
         for upload in self.cleaned_data["files"]:
-            results.append(_ingest_one(upload))
+            result, companies = _ingest_one(upload)
+            results.append(result)
+            company_ids |= companies
+        companies_refresh_queue(company_ids=company_ids, reason="uploaded pings")
         return results
 
 
-def _ingest_one(upload) -> UploadResult:
+def _ingest_one(upload) -> tuple[UploadResult, set[int]]:
     name = upload.name
-    if upload.size > settings.PING_MAX_BODY_BYTES:
-        reason = f"file of {upload.size} bytes exceeds the limit of {settings.PING_MAX_BODY_BYTES}"
+    limit = settings.PING_MAX_BODY_BYTES
+    if upload.size > limit:
+        reason = f"file of {upload.size} bytes exceeds the limit of {limit} bytes"
         rejected_payload_keep(source=PingSource.UPLOAD, reason=reason, raw=None, filename=name)
-        return UploadResult(name, False, reason)
-    raw = upload.read()
+        return UploadResult(name, False, f"rejected: {reason}"), set()
+    data = upload.read()
     try:
-        payload = decode_body(
-            raw, content_encoding=None, max_bytes=settings.PING_MAX_DECOMPRESSED_BYTES
+        text = inflate_body(
+            data, content_encoding=None, max_bytes=settings.PING_MAX_DECOMPRESSED_BYTES
         )
-        parsed = parse_ping(payload)
+        parsed = parse_ping(loads_json(text))
+        raw = bytes(text)
+        summary = pings_store(
+            inputs=[PingInput.from_parsed(parsed, raw=raw, label=name)],
+            source=PingSource.UPLOAD,
+            refresh=False,
+        )
     except (PayloadError, PingRejected) as exc:
-        reason = getattr(exc, "reason", None) or str(exc)
-        rejected_payload_keep(source=PingSource.UPLOAD, reason=reason, raw=raw, filename=name)
-        return UploadResult(name, False, f"rejected: {reason}")
-    summary = pings_store(
-        inputs=[PingInput.from_parsed(parsed, raw=raw, label=name)], source=PingSource.UPLOAD
-    )
+        return _rejected(name, exc.reason, data), set()
+    except DataError:
+        return _rejected(name, "a value does not fit the database", data), set()
     outcome = summary.outcomes[0]
     if outcome.status == "duplicate":
-        return UploadResult(name, True, "already stored (duplicate)", outcome.ping_id)
+        result = UploadResult(name, True, "already stored (duplicate)", outcome.ping_id)
+        return result, set()
     when = parsed.recorded_at.strftime("%Y-%m-%d %H:%M UTC")
-    text = f"stored: {parsed.hostname or parsed.uuid}, version {parsed.version or '?'}, {when}"
+    detail = f"stored: {parsed.hostname or parsed.uuid}, version {parsed.version or '?'}, {when}"
     if outcome.unmapped:
-        text += " — license maps to no subscription yet (kept, shown under Data quality)"
-    return UploadResult(name, True, text, outcome.ping_id)
+        detail += " — license maps to no subscription yet (kept, shown under Data quality)"
+    return UploadResult(name, True, detail, outcome.ping_id), summary.company_ids
+
+
+def _rejected(name: str, reason: str, data: bytes) -> UploadResult:
+    rejected_payload_keep(source=PingSource.UPLOAD, reason=reason, raw=data, filename=name)
+    return UploadResult(name, False, f"rejected: {reason}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import zlib
 from collections.abc import Iterator
@@ -43,6 +44,8 @@ __all__ = [
     "parse_ping_metadata",
     "parse_timestamp",
     "parse_version",
+    "read_payload_file",
+    "read_payload_file_or_reason",
 ]
 
 INT64_MAX = 2**63 - 1
@@ -208,6 +211,42 @@ def _utf8_error(data: bytes | bytearray | memoryview) -> str:
     except UnicodeDecodeError as exc:
         return f"body is not valid UTF-8: {exc.reason} at byte {exc.start}"
     return "body is not valid UTF-8"
+
+
+# --------------------------------------------------------------------------------------------------
+# Payload files (bulk loading)
+
+
+def read_payload_file(
+    path: str, *, max_bytes: int, compress_level: int = 1
+) -> tuple[ParsedPing, bytes]:
+    """Read, inflate and parse one payload file: (parsed ping, its JSON zlib-compressed).
+
+    No Django here: the bulk loader runs this in worker processes. Raises `OSError`,
+    `PayloadError` (the file, or its decompressed form, is over `max_bytes`, or is not gzip or
+    JSON) or `PingRejected`.
+    """
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > max_bytes:
+            raise PayloadError(413, f"file of {size} bytes exceeds the limit of {max_bytes} bytes")
+        data = handle.read()
+    text = inflate_body(data, content_encoding=None, max_bytes=max_bytes)
+    parsed = parse_ping(loads_json(text))
+    return parsed, zlib.compress(text, compress_level)
+
+
+def read_payload_file_or_reason(
+    path: str, *, max_bytes: int, compress_level: int = 1
+) -> tuple[ParsedPing | None, bytes | None, str | None]:
+    """`read_payload_file`, with a refusal returned as (None, None, reason) instead of raised."""
+    try:
+        parsed, blob = read_payload_file(path, max_bytes=max_bytes, compress_level=compress_level)
+    except (PayloadError, PingRejected) as exc:
+        return None, None, exc.reason
+    except OSError as exc:
+        return None, None, f"cannot read the file: {exc.strerror or exc}"
+    return parsed, blob, None
 
 
 # --------------------------------------------------------------------------------------------------

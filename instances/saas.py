@@ -29,38 +29,72 @@ class SaasRow:
     line: int
 
 
-def read_rows(data: bytes, *, filename: str) -> Iterator[tuple[int, dict]]:
-    """(line number, row dict) for a CSV (header row) or JSON (array of objects) export."""
-    text = data.decode("utf-8-sig")
-    if filename.lower().endswith(".json") or text.lstrip().startswith("["):
+def read_rows(data: bytes, *, filename: str) -> Iterator[tuple[str, dict]]:
+    """(location, row) for each row of an export, location naming it for a person.
+
+    CSV with a header row ("line N", the physical line where the row ends), a JSON array of
+    objects ("item N") or JSON Lines, one object per line ("line N"). UTF-8 with or without BOM;
+    column names are matched without regard to case or surrounding spaces. Raises PingRejected
+    for a file that cannot be read at all (not UTF-8, broken JSON array, missing CSV columns);
+    a JSON Lines line that is not JSON is yielded as None so it is reported on its own.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PingRejected(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    stripped = text.lstrip()
+    if stripped.startswith("["):
         try:
-            rows = orjson.loads(text)
+            rows = orjson.loads(stripped)
         except orjson.JSONDecodeError as exc:
-            raise PingRejected(f"not valid JSON: {exc}") from exc
+            raise PingRejected(f"not valid JSON: {exc}") from None
         if not isinstance(rows, list):
             raise PingRejected("a JSON export must be an array of objects")
         for index, row in enumerate(rows, start=1):
-            yield index, row
+            yield f"item {index}", _normalised(row)
+        return
+    if stripped.startswith("{") or filename.lower().endswith((".jsonl", ".ndjson", ".json")):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                row = None
+            yield f"line {number}", _normalised(row)
         return
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    reader.fieldnames = [(name or "").strip().lower() for name in reader.fieldnames or []]
+    missing = [c for c in REQUIRED_COLUMNS if c not in reader.fieldnames]
     if missing:
         raise PingRejected(f"missing column(s): {', '.join(missing)}")
     for row in reader:
-        yield reader.line_num, row
+        yield f"line {reader.line_num}", row
+
+
+def _normalised(row: object) -> object:
+    if not isinstance(row, dict):
+        return row
+    return {str(key).strip().lower(): value for key, value in row.items()}
 
 
 def parse_saas_row(row: object, *, line: int) -> SaasRow:
-    """Validate one namespace row; raises PingRejected naming the field and the problem."""
+    """Validate one namespace row; raises PingRejected naming the field and the problem.
+
+    Seats and usage columns that are blank, negative (GitLab's sentinels), fractional or not
+    numbers are unknown (None), never 0. Namespaces and subscription names are trimmed.
+    """
     if not isinstance(row, dict):
-        raise PingRejected(f"row {line} is not an object")
+        raise PingRejected("not a JSON object" if row is None else "row is not an object")
     namespace_id = _count(row.get("namespace_id"))
     if namespace_id is None or namespace_id <= 0:
-        raise PingRejected(f"row {line}: namespace_id must be a positive whole number")
+        shown = str(row.get("namespace_id") if row.get("namespace_id") is not None else "")
+        raise PingRejected(f"namespace_id {shown[:40]!r} is not a positive whole number")
     subscription = str(row.get("subscription_name") or "").strip()
     snapshot = _date(row.get("snapshot_date"))
     if snapshot is None:
-        raise PingRejected(f"row {line}: snapshot_date must be an ISO date (YYYY-MM-DD)")
+        shown = str(row.get("snapshot_date") or "")
+        raise PingRejected(f"snapshot_date {shown[:40]!r} is not an ISO date (YYYY-MM-DD)")
     metrics: dict[str, int | None] = dict.fromkeys(METRIC_NAMES)
     for column, metric in SEAT_COLUMNS.items():
         metrics[metric] = _count(row.get(column))

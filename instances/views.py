@@ -1,25 +1,31 @@
-"""The ping endpoints GitLab's own client talks to, and the manual upload page."""
+"""The ping endpoints GitLab's own client talks to, and the manual upload page.
+
+The three sender endpoints are the only CSRF-exempt views of the app: they are called by
+machines with no session. Every refusal is a JSON ``{"error": ...}`` with a 4xx status; bad
+input never reaches the database half-way (a ping is stored whole or not at all).
+"""
 
 from __future__ import annotations
 
-import json
+import functools
+import logging
 
-import orjson
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.db import DataError
+from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 
 from .forms import PingUploadForm
 from .models import PingReport, PingSource
 from .parsing import (
     PayloadError,
     PingRejected,
-    decode_body,
+    inflate_body,
+    loads_json,
     parse_ping,
     parse_ping_error,
     parse_ping_metadata,
@@ -32,100 +38,146 @@ from .services import (
     rejected_payload_keep,
 )
 
+logger = logging.getLogger(__name__)
+
 JSON_TYPES = ("application/json", "application/x-json", "text/json")
 
 
-def _error(status: int, message: str, **extra) -> JsonResponse:
-    return JsonResponse({"error": message, **extra}, status=status)
+class _Refused(Exception):
+    """Raised while reading a sender's request; becomes a JSON error response."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
-def _read_json_request(
-    request: HttpRequest,
-) -> tuple[object | None, bytes | None, JsonResponse | None]:
-    """Authenticate and decode a sender's request: (payload, raw JSON bytes, error response)."""
+def _error(status: int, message: str) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="usage_data"'
+    return response
+
+
+def _sender_endpoint(view):
+    """POST only, no session, no CSRF; a ``_Refused`` raised inside becomes a JSON 4xx."""
+
+    @login_not_required
+    @csrf_exempt
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            response = _error(405, f"use POST, not {request.method}")
+            response["Allow"] = "POST"
+            return response
+        try:
+            return view(request)
+        except _Refused as refusal:
+            return _error(refusal.status, refusal.message)
+
+    return wrapper
+
+
+def _authenticate(request: HttpRequest) -> None:
+    """A valid ingest token, or none at all when ALLOW_ANONYMOUS_PINGS is on.
+
+    A token that is sent is always checked, even when anonymous pings are allowed: a sender
+    with a wrong or revoked token should learn it.
+    """
     header = request.headers.get("Authorization", "")
-    scheme, _, secret = header.partition(" ")
-    if header and (scheme.lower() != "bearer" or not ingest_token_authenticate(secret.strip())):
-        return None, None, _error(401, "invalid ingest token")
-    if not header and not settings.ALLOW_ANONYMOUS_PINGS:
-        return (
-            None,
-            None,
-            _error(401, "an ingest token is required: send 'Authorization: Bearer <token>'"),
-        )
+    if header:
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise _Refused(401, "Authorization must be 'Bearer <ingest token>'")
+        if ingest_token_authenticate(secret.strip()) is None:
+            raise _Refused(401, "invalid or revoked ingest token")
+    elif not settings.ALLOW_ANONYMOUS_PINGS:
+        raise _Refused(401, "an ingest token is required: send 'Authorization: Bearer <token>'")
+
+
+def _read_json(request: HttpRequest) -> tuple[object, bytes]:
+    """Authenticate, then read the body within the size limits: (JSON value, JSON text).
+
+    The body is never read when its declared length is over PING_MAX_BODY_BYTES or missing
+    (Django reads no more than Content-Length, so a body without one would arrive empty), and
+    a gzip body is inflated in bounded steps up to PING_MAX_DECOMPRESSED_BYTES.
+    """
+    _authenticate(request)
     content_type = (request.content_type or "").lower()
     if content_type not in JSON_TYPES:
-        return (
-            None,
-            None,
-            _error(415, f"Content-Type must be application/json, not {content_type or 'missing'}"),
+        raise _Refused(
+            415, f"Content-Type must be application/json, not {content_type or 'missing'}"
         )
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if not declared:
+        raise _Refused(411, "Content-Length is required (chunked bodies are not accepted)")
     try:
-        length = int(request.headers.get("Content-Length") or 0)
+        length = int(declared)
     except ValueError:
-        return None, None, _error(400, "invalid Content-Length")
-    if length > settings.PING_MAX_BODY_BYTES:
-        return (
-            None,
-            None,
-            _error(
-                413, f"body of {length} bytes exceeds the limit of {settings.PING_MAX_BODY_BYTES}"
-            ),
-        )
+        length = -1
+    if length < 0:
+        raise _Refused(400, f"invalid Content-Length {declared[:32]!r}")
+    limit = settings.PING_MAX_BODY_BYTES
+    if length > limit:
+        raise _Refused(413, f"body of {length} bytes exceeds the limit of {limit} bytes")
     try:
-        raw = request.body
+        body = request.body
     except RequestDataTooBig:
-        return None, None, _error(413, f"body exceeds the limit of {settings.PING_MAX_BODY_BYTES}")
-    encoding = request.headers.get("Content-Encoding")
+        raise _Refused(413, f"body exceeds the limit of {limit} bytes") from None
+    except (UnreadablePostError, OSError):
+        raise _Refused(400, "the body could not be read (connection closed early?)") from None
     try:
-        payload = decode_body(
-            raw, content_encoding=encoding, max_bytes=settings.PING_MAX_DECOMPRESSED_BYTES
+        text = inflate_body(
+            body,
+            content_encoding=request.headers.get("Content-Encoding"),
+            max_bytes=settings.PING_MAX_DECOMPRESSED_BYTES,
         )
+        return loads_json(text), bytes(text)
     except PayloadError as exc:
-        return None, None, _error(exc.status, str(exc))
-    # Keep the JSON as received (decompressed) for audit and re-parsing.
-    raw_json = raw if not encoding or encoding.lower() == "identity" else _dump_json(payload)
-    return payload, raw_json, None
+        raise _Refused(exc.status, exc.reason) from None
 
 
-def _dump_json(payload: object) -> bytes:
-    try:
-        return orjson.dumps(payload)
-    except TypeError:  # integers beyond 64 bits: the standard library copes
-        return json.dumps(payload).encode()
-
-
-@login_not_required
-@csrf_exempt
-@require_POST
+@_sender_endpoint
 def usage_data(request: HttpRequest) -> HttpResponse:
-    """``POST /usage_data``: store one Service Ping; answer as GitLab's Versions app does."""
-    payload, raw, error = _read_json_request(request)
-    if error:
-        return error
+    """``POST /usage_data``: store one Service Ping; answer as GitLab's Versions app does.
+
+    201 ``{"conv_index": {"usage_data_id": <id>}, ...}`` for a new ping, 200 with the stored
+    ping's id for one already stored (GitLab's client accepts both). Metric leaves that are not
+    numbers (text, booleans, negatives, numbers beyond 64 bits) are stored as unknown (NULL) and
+    named in ``not_numeric``; the ping is still accepted. 422 when the body is JSON but not a
+    Service Ping (not an object, no string uuid, no valid recorded_at, ...); that body is kept
+    for ops as a rejected payload.
+    """
+    payload, raw = _read_json(request)
     try:
         parsed = parse_ping(payload)
     except PingRejected as exc:
         rejected_payload_keep(source=PingSource.HTTP, reason=exc.reason, raw=raw)
         return _error(422, f"not a usage ping: {exc.reason}")
-    summary = pings_store(inputs=[PingInput.from_parsed(parsed, raw=raw)], source=PingSource.HTTP)
+    try:
+        summary = pings_store(
+            inputs=[PingInput.from_parsed(parsed, raw=raw)], source=PingSource.HTTP
+        )
+    except DataError as exc:
+        # The parser bounds every value to its column; this is a last line of defence.
+        logger.warning("ping from %s refused by the database: %s", parsed.uuid, exc)
+        reason = "a value does not fit the database"
+        rejected_payload_keep(source=PingSource.HTTP, reason=reason, raw=raw)
+        return _error(422, f"not a usage ping: {reason}")
     outcome = summary.outcomes[0]
     body = {
         "conv_index": {"usage_data_id": outcome.ping_id},
         "status": outcome.status,
         "unmapped": outcome.unmapped,
+        "not_numeric": list(parsed.not_numeric),
     }
     return JsonResponse(body, status=201 if outcome.status == "accepted" else 200)
 
 
-def _report_view(kind: str, parse):
-    @login_not_required
-    @csrf_exempt
-    @require_POST
+def _report_endpoint(kind: str, parse):
+    @_sender_endpoint
     def view(request: HttpRequest) -> HttpResponse:
-        payload, _, error = _read_json_request(request)
-        if error:
-            return error
+        payload, _ = _read_json(request)
         try:
             parsed = parse(payload)
         except PingRejected as exc:
@@ -133,12 +185,13 @@ def _report_view(kind: str, parse):
         report = ping_report_store(kind=kind, parsed=parsed, payload=payload)
         return JsonResponse({"id": report.id}, status=201)
 
-    view.__name__ = f"usage_ping_{kind}"
+    view.__name__ = view.__qualname__ = f"usage_ping_{kind}"
+    view.__doc__ = "Keep a companion report for ops: 201 with its id, 422 when malformed."
     return view
 
 
-usage_ping_errors = _report_view(PingReport.Kind.ERROR, parse_ping_error)
-usage_ping_metadata = _report_view(PingReport.Kind.METADATA, parse_ping_metadata)
+usage_ping_errors = _report_endpoint(PingReport.Kind.ERROR, parse_ping_error)
+usage_ping_metadata = _report_endpoint(PingReport.Kind.METADATA, parse_ping_metadata)
 
 
 @permission_required("instances.upload_pings", raise_exception=True)
@@ -151,7 +204,9 @@ def ping_upload(request: HttpRequest) -> HttpResponse:
             results = form.ingest()
             stored = sum(1 for r in results if r.ok)
             level = messages.SUCCESS if stored == len(results) else messages.WARNING
-            messages.add_message(request, level, f"{stored} of {len(results)} file(s) stored.")
+            messages.add_message(
+                request, level, f"{stored} of {len(results)} file(s) stored or already present."
+            )
     else:
         form = PingUploadForm()
     return render(
