@@ -16,10 +16,27 @@ class CompanyAdmin(admin.ModelAdmin):
     list_filter = ("segment", "sentiment", "csm")
     search_fields = ("name", "crm_account_id")
     list_select_related = ("csm",)
-    raw_id_fields = ("parent", "csm", "sentiment_by")
-    readonly_fields = ("sentiment_by", "sentiment_at", "created_at", "updated_at")
+    raw_id_fields = ("parent", "csm")
+    # Sentiment is set on the account's Summary page, where it is recorded and rescored.
+    readonly_fields = (
+        "sentiment",
+        "sentiment_note",
+        "sentiment_by",
+        "sentiment_at",
+        "created_at",
+        "updated_at",
+    )
     show_full_result_count = False
     inlines = [SubscriptionInline]
+    actions = ["recompute_scores"]
+
+    @admin.action(description="Recompute scores of the selected companies")
+    def recompute_scores(self, request, queryset):
+        from scoring.services import companies_refresh
+
+        ids = list(queryset.values_list("id", flat=True))
+        written = companies_refresh(company_ids=ids, reason="admin")
+        self.message_user(request, f"Recomputed {len(ids)} companies ({written} new snapshot(s)).")
 
 
 @admin.register(Subscription)

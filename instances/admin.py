@@ -1,6 +1,11 @@
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.utils.html import format_html
 
+from accounts.models import Subscription
+
+from .labels import label_change_apply, label_change_request
 from .models import (
     IngestToken,
     Instance,
@@ -26,15 +31,58 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class MapLicenseActionForm(ActionForm):
+    subscription = forms.CharField(
+        required=False,
+        label="Subscription",
+        help_text="for “Map to subscription”, e.g. A-S00012345",
+    )
+
+
 @admin.register(License)
 class LicenseAdmin(admin.ModelAdmin):
+    """Mappings change only through ``license_map`` so waiting pings attach and it is recorded."""
+
     list_display = ("__str__", "md5", "sha256", "subscription_name", "subscription", "mapped_via")
     list_filter = ("mapped_via", ("subscription", admin.EmptyFieldListFilter))
     search_fields = ("md5", "sha256", "subscription_name", "subscription__name")
     list_select_related = ("subscription",)
-    raw_id_fields = ("subscription", "mapped_by")
-    readonly_fields = ("mapped_by", "mapped_at", "first_seen_at", "last_seen_at")
+    raw_id_fields = ("mapped_by",)
+    readonly_fields = (
+        "subscription",
+        "mapped_via",
+        "mapped_by",
+        "mapped_at",
+        "first_seen_at",
+        "last_seen_at",
+    )
     show_full_result_count = False
+    action_form = MapLicenseActionForm
+    actions = ["map_to_subscription"]
+
+    @admin.action(description="Map to subscription (attaches waiting pings)", permissions=["map"])
+    def map_to_subscription(self, request, queryset):
+        from .services import license_map
+
+        name = request.POST.get("subscription", "").strip()
+        subscription = Subscription.objects.filter(name=name).first()
+        if subscription is None:
+            self.message_user(
+                request, f"No subscription named {name!r}: nothing mapped.", messages.ERROR
+            )
+            return
+        attached = sum(
+            license_map(license=lic, subscription=subscription, by=request.user, via="manual")
+            for lic in queryset
+        )
+        self.message_user(
+            request,
+            f"Mapped {queryset.count()} license(s) to {subscription.name}; "
+            f"{attached} waiting ping(s) attached.",
+        )
+
+    def has_map_permission(self, request):
+        return request.user.has_perm("instances.map_license")
 
 
 @admin.register(Instance)
@@ -53,8 +101,74 @@ class InstanceAdmin(admin.ModelAdmin):
     search_fields = ("hostname", "uuid", "namespace_path", "=namespace_id", "company__name")
     list_select_related = ("company", "subscription")
     raw_id_fields = ("company", "subscription", "license")
-    readonly_fields = ("first_ping_at", "last_ping_at", "created_at")
+    # Labels change only through the audited, delayed label-change path (the actions below).
+    readonly_fields = (
+        "instance_type",
+        "health_inclusion",
+        "labeled_by_person",
+        "first_ping_at",
+        "last_ping_at",
+        "created_at",
+    )
     show_full_result_count = False
+    actions = [
+        "set_production",
+        "set_non_production",
+        "set_obsolete",
+        "set_unknown",
+        "set_geo_secondary",
+        "apply_pending_now",
+    ]
+
+    def _relabel(self, request, queryset, value: str) -> None:
+        changes = [
+            label_change_request(instance=inst, field="instance_type", value=value, by=request.user)
+            for inst in queryset
+        ]
+        pending = [c for c in changes if c is not None and c.is_pending]
+        when = min((c.effective_at for c in pending), default=None)
+        self.message_user(
+            request,
+            f"{len(pending)} pending label change(s) recorded"
+            + (f"; reflected in reports from {when:%Y-%m-%d %H:%M} UTC." if when else "."),
+        )
+
+    @admin.action(description="Set instance type: Production", permissions=["label"])
+    def set_production(self, request, queryset):
+        self._relabel(request, queryset, "production")
+
+    @admin.action(description="Set instance type: Non-Production", permissions=["label"])
+    def set_non_production(self, request, queryset):
+        self._relabel(request, queryset, "non_production")
+
+    @admin.action(description="Set instance type: Obsolete", permissions=["label"])
+    def set_obsolete(self, request, queryset):
+        self._relabel(request, queryset, "obsolete")
+
+    @admin.action(description="Set instance type: Unknown", permissions=["label"])
+    def set_unknown(self, request, queryset):
+        self._relabel(request, queryset, "unknown")
+
+    @admin.action(description="Set instance type: Geo Secondary Node", permissions=["label"])
+    def set_geo_secondary(self, request, queryset):
+        self._relabel(request, queryset, "geo_secondary")
+
+    @admin.action(description="Apply their pending label changes now", permissions=["apply_now"])
+    def apply_pending_now(self, request, queryset):
+        ids = (
+            LabelChange.objects.pending().filter(instance__in=queryset).values_list("id", flat=True)
+        )
+        applied = sum(
+            label_change_apply(change_id=i, via="apply_now", by=request.user, force=True)
+            for i in ids
+        )
+        self.message_user(request, f"Applied {applied} pending label change(s) now.")
+
+    def has_label_permission(self, request):
+        return request.user.has_perm("accounts.edit_any_account")
+
+    def has_apply_now_permission(self, request):
+        return request.user.has_perm("instances.apply_label_change_now")
 
 
 @admin.register(UsagePing)
@@ -104,6 +218,18 @@ class LabelChangeAdmin(ReadOnlyAdmin):
     raw_id_fields = ("instance", "requested_by", "applied_by", "superseded_by")
     date_hierarchy = "requested_at"
     show_full_result_count = False
+    actions = ["apply_now"]
+
+    @admin.action(description="Apply selected pending changes now", permissions=["apply_now"])
+    def apply_now(self, request, queryset):
+        applied = sum(
+            label_change_apply(change_id=c.id, via="apply_now", by=request.user, force=True)
+            for c in queryset.filter(status="pending")
+        )
+        self.message_user(request, f"Applied {applied} pending label change(s) now.")
+
+    def has_apply_now_permission(self, request):
+        return request.user.has_perm("instances.apply_label_change_now")
 
 
 @admin.register(IngestToken)
