@@ -10,7 +10,7 @@ import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import date
 
 import orjson
 from django.conf import settings
@@ -23,7 +23,7 @@ from instances.models import Instance, MonthlyUsage, UsagePing
 
 from .methodology import CompanyInputs, InstanceCandidate, Scorecard, score_company
 from .models import MonthlyScore, SchemeChange, ScoreSnapshot, ScoringConfig
-from .schemes import DEFAULT_SCHEME, PRESETS, Scheme, get_scheme
+from .schemes import DEFAULT_SCHEME, Scheme, get_scheme
 
 logger = logging.getLogger(__name__)
 RETRYABLE_ERRORS = (OperationalError,)
@@ -323,11 +323,3 @@ def monthly_scores_rebuild(*, company_ids: Sequence[int], scheme: Scheme | None 
 def current_scorecard(company: Company) -> tuple[ScoreSnapshot | None, Scorecard | None]:
     snap = ScoreSnapshot.objects.filter(company=company, is_current=True).first()
     return snap, (Scorecard.from_dict(snap.detail) if snap else None)
-
-
-def known_schemes() -> list[tuple[str, str]]:
-    return [(name, s.description) for name, s in PRESETS.items()]
-
-
-def as_datetime(value: date) -> datetime:
-    return timezone.make_aware(datetime.combine(value, datetime.min.time()))
