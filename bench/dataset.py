@@ -1,0 +1,206 @@
+"""The benchmark's database: create it, fill it once, and give every run the same pristine copy.
+
+``generate_load_data`` fills ``<db>`` and the result is kept as a template database,
+``<db>_pristine``, with a marker table naming what was generated. A later run with the same
+parameters (and the same generator code, and a book no older than ``max_age_days``) recreates
+``<db>`` from the template with a file copy in seconds instead of generating again: so every run
+measures the same data, whatever the previous run's ingest and end-to-end phases added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from . import procs
+
+MARKER_TABLE = "bench_dataset"
+GENERATOR_FILES = (
+    "instances/loadgen.py",
+    "instances/management/commands/generate_load_data.py",
+    "instances/demo.py",
+)
+
+
+def generator_version() -> str:
+    digest = hashlib.sha256()
+    for name in GENERATOR_FILES:
+        digest.update((procs.ROOT / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _with_db(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def db_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def _admin(url: str) -> psycopg.Connection:
+    return psycopg.connect(_with_db(url, "postgres"), autocommit=True)
+
+
+def _exists(conn: psycopg.Connection, name: str) -> bool:
+    return (
+        conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+    )
+
+
+def read_marker(url: str) -> dict | None:
+    try:
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                f"SELECT params, info FROM {MARKER_TABLE} ORDER BY generated_at DESC LIMIT 1"
+            ).fetchone()
+    except psycopg.Error:
+        return None
+    return {"params": row[0], "info": row[1]} if row else None
+
+
+def _write_marker(url: str, params: dict, info: dict) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} "
+            "(generated_at timestamptz NOT NULL DEFAULT now(), params jsonb, info jsonb)"
+        )
+        conn.execute(f"DELETE FROM {MARKER_TABLE}")
+        conn.execute(
+            f"INSERT INTO {MARKER_TABLE} (params, info) VALUES (%s, %s)",
+            [json.dumps(params), json.dumps(info)],
+        )
+
+
+def _copy_database(admin: psycopg.Connection, source: str, target: str) -> None:
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))
+    # FILE_COPY: a checkpoint and a copy of the files, far faster than WAL-logging every page.
+    admin.execute(
+        sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+            sql.Identifier(target), sql.Identifier(source)
+        )
+    )
+
+
+def _drop_connections(admin: psycopg.Connection, name: str) -> None:
+    """Connections of this run's own processes that outlived them (a killed child's pool)."""
+    admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid()",
+        [name],
+    )
+
+
+def _migrate(env: dict, log) -> bool:
+    done = procs.manage(["migrate", "--noinput"], env=env, timeout=900)
+    if not done.ok:
+        raise RuntimeError(f"migrate failed:\n{done.output[-3000:]}")
+    return "Applying" in done.output
+
+
+_PHASE = re.compile(r"^\s+([a-z][a-z +]+): ([\d.]+)s$")
+
+
+def ensure(*, url: str, params: dict, env: dict, regenerate: bool, max_age_days: int, log) -> dict:
+    """Make ``url`` hold the book ``params`` describes; returns what was done and how long."""
+    name = db_name(url)
+    pristine = f"{name}_pristine"
+    pristine_url = _with_db(url, pristine)
+    wanted = {**params, "generator": generator_version()}
+    with _admin(url) as admin:
+        marker = read_marker(pristine_url) if _exists(admin, pristine) else None
+        fresh = False
+        if marker and marker["params"] == wanted:
+            generated = datetime.fromisoformat(marker["info"]["generated_at"])
+            fresh = datetime.now(UTC) - generated <= timedelta(days=max_age_days)
+        if marker and fresh and not regenerate:
+            log(f"reusing the dataset generated {marker['info']['generated_at']} ({pristine})")
+            started = datetime.now(UTC)
+            if _exists(admin, name):
+                _drop_connections(admin, name)
+            _copy_database(admin, pristine, name)
+            restored = (datetime.now(UTC) - started).total_seconds()
+            log(f"restored {name} from {pristine} in {restored:.1f}s")
+            if _migrate(env, log):
+                log("new migrations applied; refreshing the pristine copy")
+                _drop_connections(admin, name)
+                _copy_database(admin, name, pristine)
+            return {**marker["info"], "reused": True, "restore_seconds": restored}
+
+        why = (
+            "forced (--regenerate)"
+            if regenerate
+            else "none yet"
+            if not marker
+            else "different parameters or generator"
+            if marker["params"] != wanted
+            else f"older than {max_age_days} days"
+        )
+        log(f"generating the dataset: {why}")
+        if not _exists(admin, name):
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        _migrate(env, log)
+        args = ["generate_load_data", "--reset"]
+        args += ["--companies", str(params["companies"]), "--weeks", str(params["weeks"])]
+        args += ["--seed", str(params["seed"])]
+        if params.get("history"):
+            args.append("--history")
+        done = procs.manage(args, env=env, timeout=1800, echo=True)
+        if not done.ok:
+            raise RuntimeError(f"generate_load_data failed:\n{done.output[-3000:]}")
+        phases = {}
+        for line in done.output.splitlines():
+            match = _PHASE.match(line)
+            if match:
+                phases[match.group(1)] = float(match.group(2))
+        counts = _counts(url)
+        info = {
+            "generated_at": datetime.now(UTC).isoformat(),
+            "seconds": done.seconds,
+            "phases": phases,
+            "max_rss_mb": done.max_rss_mb,
+            "counts": counts,
+        }
+        _write_marker(url, wanted, info)
+        _drop_connections(admin, name)
+        _copy_database(admin, name, pristine)
+        log(f"kept a pristine copy as {pristine}")
+        return {**info, "reused": False}
+
+
+def _counts(url: str) -> dict:
+    tables = {
+        "companies": "accounts_company",
+        "subscriptions": "accounts_subscription",
+        "instances": "instances_instance",
+        "pings": "instances_usageping",
+        "monthly_usage": "instances_monthlyusage",
+        "label_changes": "instances_labelchange",
+    }
+    with psycopg.connect(url) as conn:
+        out = {
+            key: conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))
+            ).fetchone()[0]
+            for key, t in tables.items()
+        }
+        out["namespaces"] = conn.execute(
+            "SELECT count(*) FROM instances_instance WHERE kind = 'saas'"
+        ).fetchone()[0]
+        out["database_mb"] = round(
+            conn.execute("SELECT pg_database_size(current_database())").fetchone()[0] / 2**20
+        )
+    return out
+
+
+def var_dir() -> Path:
+    path = procs.ROOT / "var" / "bench"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,375 @@
+"""``make bench``: build (or reuse) the large book, measure everything, write bench/results.json.
+
+One run, in this order, all on 127.0.0.1 and all bounded in count and time:
+
+1. dataset   — ``generate_load_data`` into BENCH_DATABASE_URL, or a file copy of the pristine
+               template a previous run left (see ``bench/dataset.py``);
+2. pages     — every page in-process: median and p95 server time, query count, multiple of the
+               floor page (``bench/pages.py``);
+3. recompute — ``recompute_scores --all`` with every company's inputs changed, then unchanged;
+4. ingest    — ``ingest_pings`` over full-size payload files; ``POST /usage_data`` through
+               gunicorn (the Procfile's ``web``) with concurrent clients (``bench/ingest.py``);
+5. e2e       — a real Celery worker with beat on Redis: ping -> score and label -> applied
+               latencies, then its memory over thousands of tasks (``bench/e2e.py``).
+
+Every figure is written as {"value", "unit", "target", "holds"} and printed as a table.
+Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/usage_portal_bench),
+BENCH_REDIS_URL (default redis://127.0.0.1:6379/13; the run empties that Redis database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import dataset, procs  # noqa: E402
+from bench.report import Figure, Results  # noqa: E402
+
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/usage_portal_bench"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/13"
+PHASES = ("pages", "recompute", "ingest", "http", "e2e", "soak")
+BUDGET_SECONDS = 15 * 60
+
+
+def log(text: str) -> None:
+    print(f"[{datetime.now():%H:%M:%S}] {text}", flush=True)
+
+
+def bench_env(db_url: str, redis_url: str) -> dict:
+    """The environment of every process of the run: production-like settings on the bench DB."""
+    venv_bin = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": os.environ.get("BENCH_SECRET_KEY", "bench-only-not-a-secret"),
+        "DEBUG": "0",
+        "SECURE_COOKIES": "0",
+        "STATIC_MANIFEST": "0",
+        "ALLOWED_HOSTS": "testserver,127.0.0.1,localhost",
+        "VAR_DIR": str(dataset.var_dir()),
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "DJANGO_SETTINGS_MODULE": "usage_portal.settings",
+        "PYTHONUNBUFFERED": "1",
+        "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
+    }
+    env.setdefault("DEMO_PASSWORD", "demo")
+    env.pop("SCORING_SCHEME", None)
+    return env
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--companies", type=int, default=5000)
+    p.add_argument("--weeks", type=int, default=104)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--regenerate", action="store_true", help="build the dataset even if present")
+    p.add_argument("--max-age-days", type=int, default=7, help="regenerate an older dataset")
+    p.add_argument("--requests", type=int, default=30, help="timed requests per page")
+    p.add_argument("--warmups", type=int, default=3)
+    p.add_argument("--ingest-files", type=int, nargs=2, default=(2000, 10000), metavar=("N", "M"))
+    p.add_argument("--http-pings", type=int, default=1000)
+    p.add_argument("--http-clients", type=int, default=8)
+    p.add_argument("--e2e-samples", type=int, default=20)
+    p.add_argument("--soak-tasks", type=int, nargs=2, default=(2000, 10000), metavar=("N", "M"))
+    p.add_argument("--skip", default="", help=f"comma-separated phases to skip: {PHASES}")
+    p.add_argument("--profile", action="store_true", help="pyinstrument the pages that miss")
+    p.add_argument("--quick", action="store_true", help="small counts: a smoke test of the bench")
+    p.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.requests, args.warmups = 5, 1
+        args.ingest_files, args.http_pings, args.e2e_samples = (200, 1000), 100, 5
+        args.soak_tasks = (200, 1000)
+    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = args.skip - set(PHASES)
+    if unknown:
+        p.error(f"unknown phase(s) to skip: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    db_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
+    redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS)
+    if "bench" not in dataset.db_name(db_url):
+        # The dataset step replaces everything in this database: never point it at real data.
+        print(
+            f"refusing: {dataset.db_name(db_url)!r} does not look like a bench database "
+            "(its name must contain 'bench')",
+            file=sys.stderr,
+        )
+        return 2
+    env = bench_env(db_url, redis_url)
+    work = dataset.var_dir()
+    results = Results()
+    results.meta = _meta(args, db_url, redis_url)
+    timings: dict[str, float] = {}
+
+    def phase(name: str):
+        log(f"── {name} " + "─" * (60 - len(name)))
+        return time.perf_counter()
+
+    t = phase("dataset")
+    params = {"companies": args.companies, "weeks": args.weeks, "seed": args.seed}
+    info = dataset.ensure(
+        url=db_url,
+        params=params,
+        env=env,
+        regenerate=args.regenerate,
+        max_age_days=args.max_age_days,
+        log=log,
+    )
+    results.meta["dataset"] = info
+    _dataset_figures(results, info)
+    timings["dataset"] = time.perf_counter() - t
+
+    os.environ.update(env)
+    os.environ["LOG_LEVEL"] = "WARNING"
+    import django
+
+    django.setup()
+    _flush_redis(redis_url)
+
+    services: list[procs.Service] = []
+    try:
+        if "pages" not in args.skip:
+            from bench import pages
+
+            t = phase("pages")
+            pages.measure(
+                results,
+                requests=args.requests,
+                warmups=args.warmups,
+                profile_dir=work / "profiles" if args.profile else None,
+                log=log,
+            )
+            timings["pages"] = time.perf_counter() - t
+        if "recompute" not in args.skip:
+            t = phase("recompute")
+            recompute(results, env=env)
+            timings["recompute"] = time.perf_counter() - t
+        if "ingest" not in args.skip:
+            from bench import ingest
+
+            t = phase("ingest (bulk)")
+            folder = work / "payloads"
+            shutil.rmtree(folder, ignore_errors=True)
+            try:
+                ingest.bulk(results, env=env, work=folder, counts=tuple(args.ingest_files), log=log)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            timings["ingest"] = time.perf_counter() - t
+        web = token = None
+        if not {"http", "e2e"} <= args.skip:
+            from bench import ingest
+
+            web = ingest.Gunicorn(env={**env, "LOG_LEVEL": "WARNING"}, log=work / "gunicorn.log")
+            services.append(web)
+            web.start_and_wait()
+            token = ingest.ingest_token()
+        if "http" not in args.skip:
+            t = phase("ingest (HTTP)")
+            ingest.http(
+                results,
+                web=web,
+                token=token,
+                count=args.http_pings,
+                clients=args.http_clients,
+                offset=sum(args.ingest_files),
+                log=log,
+            )
+            timings["http"] = time.perf_counter() - t
+        if not {"e2e", "soak"} <= args.skip:
+            from bench import e2e
+
+            t = phase("end to end (worker)")
+            _flush_redis(redis_url)  # the ingest phases queued refreshes no worker ran
+            worker = e2e.Worker(env={**env, "LOG_LEVEL": "INFO"}, log=work / "worker.log")
+            services.append(worker)
+            worker.start(ready="ready.", timeout=90)
+            time.sleep(2)
+            if "e2e" not in args.skip:
+                e2e.ping_to_score(results, web=web, token=token, samples=args.e2e_samples, log=log)
+                e2e.label_to_applied(results, samples=args.e2e_samples, log=log)
+            if "soak" not in args.skip:
+                small, large = args.soak_tasks
+                # Bounded: whatever is left of the run's budget (at least a minute).
+                left = BUDGET_SECONDS - (time.perf_counter() - started) - 30
+                e2e.soak(
+                    results,
+                    worker=worker,
+                    total=large,
+                    checkpoint=small,
+                    timeout=max(60.0, min(600.0, left)),
+                    log=log,
+                )
+            timings["e2e"] = time.perf_counter() - t
+    finally:
+        for service in reversed(services):
+            service.stop()
+        from django.db import connections
+
+        connections.close_all()
+
+    total = time.perf_counter() - started
+    timings["total"] = total
+    results.meta["phase_seconds"] = {k: round(v, 1) for k, v in timings.items()}
+    results.meta["finished_at"] = datetime.now(UTC).isoformat()
+    results.meta["machine"]["load_average_at_end"] = os.getloadavg()
+    note = "dataset reused" if info.get("reused") else "dataset generated in this run"
+    results.add(
+        "run", "make bench", "wall time", Figure(total, "s", f"<= {BUDGET_SECONDS}", note=note)
+    )
+    args.output.write_text("")  # fail early on an unwritable path, before the table
+    results.write(args.output)
+    table = results.table()
+    (work / "results.txt").write_text(table + "\n")
+    print(table)
+    log(f"results written to {args.output} in {total / 60:.1f} min")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+_RECOMPUTED = re.compile(r"Recomputed (\d+) companies .* in ([\d.]+)s")
+
+
+def recompute(results: Results, *, env: dict) -> None:
+    """``recompute_scores --all`` with every company's inputs changed (each one rescored and a
+    snapshot written: the daily case), then with nothing changed; and a 1,000-company run to
+    show memory does not grow with the book."""
+    from django.db import connection
+
+    from accounts.models import Company
+
+    area, subject = "recompute", "recompute_scores --all"
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE scoring_scoresnapshot SET inputs_hash = '' WHERE is_current")
+    done = procs.manage(["recompute_scores", "--all"], env=env, timeout=900)
+    match = _RECOMPUTED.search(done.output)
+    if not done.ok or not match:
+        results.missing(
+            area,
+            subject,
+            {"seconds": ("s", "<= 10"), "companies/s": ("companies/s", ">= 500")},
+            f"exit {done.returncode}: {done.output.strip()[-200:]}",
+        )
+        return
+    count, seconds = int(match[1]), float(match[2])
+    log(f"recompute_scores --all: {count} companies in {seconds:.1f}s ({count / seconds:.0f}/s)")
+    results.add(area, subject, "seconds", Figure(seconds, "s", "<= 10"))
+    results.add(area, subject, "companies/s", Figure(count / seconds, "companies/s", ">= 500"))
+    results.add(area, subject, "companies", Figure(count, "companies"))
+    results.add(
+        "memory",
+        "recompute_scores",
+        f"peak RSS, --all ({count:,})",
+        Figure(done.max_rss_mb, "MB", "<= 300"),
+    )
+    again = procs.manage(["recompute_scores", "--all"], env=env, timeout=900)
+    match = _RECOMPUTED.search(again.output)
+    if again.ok and match:
+        results.add(
+            area,
+            "recompute_scores --all, nothing changed",
+            "seconds",
+            Figure(float(match[2]), "s"),
+        )
+    ids = list(Company.objects.order_by("id").values_list("id", flat=True)[:1000])
+    small = procs.manage(
+        ["recompute_scores", *[a for i in ids for a in ("--company", str(i))]],
+        env=env,
+        timeout=600,
+    )
+    if small.ok:
+        results.add(
+            "memory",
+            "recompute_scores",
+            f"peak RSS, --company x {len(ids):,}",
+            Figure(small.max_rss_mb, "MB", "<= 300"),
+        )
+        results.add(
+            "memory",
+            "recompute_scores",
+            f"growth {len(ids):,} -> {count:,} companies",
+            Figure(done.max_rss_mb / small.max_rss_mb, "x", "<= 1.25"),
+        )
+
+
+def _dataset_figures(results: Results, info: dict) -> None:
+    area = "dataset"
+    counts = info.get("counts", {})
+    for key in ("companies", "instances", "namespaces", "pings", "monthly_usage"):
+        if key in counts:
+            results.add(area, "size", key, Figure(counts[key], key.replace("_", " ")))
+    if "database_mb" in counts:
+        results.add(area, "size", "database", Figure(counts["database_mb"], "MB"))
+    subject = "generate_load_data" + (" (earlier run, reused)" if info.get("reused") else "")
+    results.add(area, subject, "total", Figure(info.get("seconds"), "s", "<= 300"))
+    for name, seconds in info.get("phases", {}).items():
+        results.add(area, subject, name, Figure(seconds, "s"))
+    if info.get("max_rss_mb"):
+        results.add(area, subject, "peak RSS", Figure(info["max_rss_mb"], "MB"))
+    if info.get("reused"):
+        results.add(
+            area, "restore from pristine copy", "seconds", Figure(info["restore_seconds"], "s")
+        )
+
+
+def _flush_redis(url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+
+
+def _meta(args, db_url: str, redis_url: str) -> dict:
+    def git(*cmd):
+        try:
+            return subprocess.run(
+                ["git", *cmd], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except OSError:
+            return ""
+
+    return {
+        "started_at": datetime.now(UTC).isoformat(),
+        "git": git("rev-parse", "--short", "HEAD")
+        + (" (dirty)" if git("status", "--porcelain") else ""),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_at_start": os.getloadavg(),
+        },
+        "database": dataset.db_name(db_url),
+        "redis": redis_url,
+        "args": {
+            k: (sorted(v) if isinstance(v, set) else v)
+            for k, v in vars(args).items()
+            if k != "output"
+        },
+        "notes": [
+            "server time measured in-process (Django test Client, full middleware stack)",
+            "targets are the issue's; figures without a target are context (holds: null)",
+            "machine shared with other work: see load_average_at_start",
+        ],
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

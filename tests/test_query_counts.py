@@ -1,0 +1,60 @@
+"""Page query counts stay fixed whatever the account's or the book's size (timings are not tested).
+
+One small load book holds an 80-instance account beside 1- and 3-instance ones; each page must
+cost the same number of queries for all of them, and no more than the issue's budget.
+"""
+
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import connection
+from django.db.models import Count
+from django.test.utils import CaptureQueriesContext
+
+from accounts.models import Company
+
+C360_BUDGET = 12
+DASHBOARD_BUDGET = 12
+SECTIONS = (
+    "",
+    "adoption/",
+    "trends/",
+    "trends/?report=license",
+    "trends/?report=not_production",
+    "instances/",
+    "scorecard/",
+)
+DASHBOARD = ("/", "/?sort=-n_unknown", "/?overall_color=Red&sort=overall_color", "/?page=2")
+
+
+@pytest.fixture
+def book(db):
+    call_command("generate_load_data", companies=40, weeks=6, csms=2, stdout=io.StringIO())
+    sizes = Company.objects.annotate(n=Count("instances")).filter(n__gt=0).order_by("n", "pk")
+    return sizes.first(), sizes.filter(n=3).first(), sizes.last()
+
+
+def _queries(client, url: str) -> int:
+    client.get(url)  # caches warmed (content types, permissions)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code == 200, url
+    return len(captured)
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_c360_section_query_count_does_not_grow_with_the_account(client, book, section):
+    client.force_login(get_user_model().objects.get(username="ops"))
+    smallest, typical, largest = book
+    assert largest.n >= 60
+    counts = {c.n: _queries(client, f"/accounts/{c.pk}/{section}") for c in book}
+    assert max(counts.values()) <= C360_BUDGET, counts
+    assert counts[largest.n] <= counts[smallest.n], counts
+
+
+@pytest.mark.parametrize("url", DASHBOARD)
+def test_dashboard_query_count_is_fixed(client, book, url):
+    client.force_login(get_user_model().objects.get(username="ops"))
+    assert _queries(client, url) <= DASHBOARD_BUDGET
