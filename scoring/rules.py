@@ -15,7 +15,9 @@ from django.db.models import Exists, OuterRef, Q
 
 from accounts.models import CSM_OWNED_SEGMENTS
 from instances.labels import label_change_request
-from instances.models import Instance, LabelChange, UsagePing
+from instances.models import Instance, LabelChange
+
+from .services import latest_pings
 
 UTILIZATION_RULE = "Set Instance Type - Programmatically by License Utilization"
 SINGLE_INSTANCE_RULE = "Set Instance Type - Programmatically by Instance Count = 1"
@@ -79,13 +81,12 @@ def labeling_rules_run() -> list[tuple[int, str]]:
         )
     )
     rows = list(candidates)
-    latest = {
-        p["instance_id"]: p
-        for p in UsagePing.objects.filter(
-            instance_id__in=[r["id"] for r in rows if r["instance_type"] == "unknown"],
-            recorded_at__in={r["last_ping_at"] for r in rows if r["last_ping_at"]},
-        ).values("instance_id", "recorded_at", "billable_users", "umau")
-    }
+    latest = latest_pings(
+        (r["id"] for r in rows if r["instance_type"] == "unknown" and r["last_ping_at"]),
+        "recorded_at",
+        "billable_users",
+        "umau",
+    )
     subjects = [
         RuleInstance(
             instance_id=r["id"],

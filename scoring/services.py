@@ -15,6 +15,7 @@ from datetime import date
 import orjson
 from django.conf import settings
 from django.db import OperationalError, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from accounts.models import Company
@@ -120,15 +121,31 @@ def load_inputs(company_ids: Sequence[int], *, as_of: date) -> dict[int, Company
     }
 
 
-def _latest_pings(instances: Iterable[dict]) -> dict[int, dict]:
-    """Each instance's newest ping, found through ``Instance.last_ping_at`` (one query)."""
-    wanted = {(r["id"], r["last_ping_at"]) for r in instances if r["last_ping_at"]}
-    if not wanted:
+def latest_pings(instance_ids: Iterable[int], *fields: str) -> dict[int, dict]:
+    """Each instance's newest ping (``Instance.last_ping_at``), as dicts of ``fields``; one query.
+
+    An exact (instance, recorded_at) lookup per instance through the ping index: matching a list
+    of ids against a list of timestamps instead made PostgreSQL scan every ping of the book.
+    """
+    ids = list(instance_ids)
+    if not ids:
         return {}
-    rows = UsagePing.objects.filter(
-        instance_id__in={i for i, _ in wanted}, recorded_at__in={t for _, t in wanted}
-    ).values("id", "instance_id", "recorded_at", "version", *METRIC_NAMES)
-    return {r["instance_id"]: r for r in rows if (r["instance_id"], r["recorded_at"]) in wanted}
+    newest = UsagePing.objects.filter(
+        instance_id=OuterRef("pk"), recorded_at=OuterRef("last_ping_at")
+    ).values("id")[:1]
+    ping_ids = Instance.objects.filter(id__in=ids).values(ping_id=Subquery(newest))
+    rows = UsagePing.objects.filter(id__in=ping_ids).values("instance_id", *fields)
+    return {r["instance_id"]: r for r in rows}
+
+
+def _latest_pings(instances: Iterable[dict]) -> dict[int, dict]:
+    return latest_pings(
+        (r["id"] for r in instances if r["last_ping_at"]),
+        "id",
+        "recorded_at",
+        "version",
+        *METRIC_NAMES,
+    )
 
 
 def inputs_hash(inputs: CompanyInputs, scheme: Scheme) -> str:
