@@ -216,7 +216,11 @@ def pings_store(*, inputs: Sequence[PingInput], source: str, refresh: bool = Tru
             with transaction.atomic():
                 summary = _store(inputs, source)
                 if refresh:
-                    companies_refresh_queue(company_ids=summary.company_ids, reason="new ping")
+                    # A ping changes its own month's history only: rescore from that month on.
+                    since = min(item.recorded_at for item in inputs).date()
+                    companies_refresh_queue(
+                        company_ids=summary.company_ids, reason="new ping", since=since
+                    )
                 return summary
         except IntegrityError:
             if attempt == 2:
@@ -747,14 +751,20 @@ def monthly_refresh(*, pings: Iterable[UsagePing], instances: dict | None = None
         return max(cursor.rowcount, 0)
 
 
-def companies_refresh_queue(*, company_ids: Iterable[int], reason: str = "new ping") -> None:
-    """Queue ONE score refresh for these companies once the current transaction commits."""
+def companies_refresh_queue(
+    *, company_ids: Iterable[int], reason: str = "new ping", since: date | None = None
+) -> None:
+    """Queue ONE score refresh for these companies once the current transaction commits.
+
+    ``since``: only monthly history from that date's month on needs rescoring (default: all).
+    """
     ids = sorted(set(company_ids))
     if not ids:
         return
     from scoring.tasks import refresh_companies
 
-    transaction.on_commit(lambda: refresh_companies.delay(ids, reason))
+    month = since.isoformat() if since else None
+    transaction.on_commit(lambda: refresh_companies.delay(ids, reason, month))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -240,13 +240,19 @@ def _score(company_ids: Sequence[int], *, scheme: Scheme, as_of: date, reason: s
     return len(new)
 
 
-def companies_refresh(*, company_ids: Sequence[int], reason: str = "", history: bool = True) -> int:
+def companies_refresh(
+    *,
+    company_ids: Sequence[int],
+    reason: str = "",
+    history: bool = True,
+    since: date | None = None,
+) -> int:
     """Recompute these companies' scores (and monthly history); returns snapshots written."""
     company_ids = sorted(set(company_ids))
     scheme = active_scheme()
     written = _score(company_ids, scheme=scheme, as_of=timezone.now().date(), reason=reason)
     if history:
-        monthly_scores_rebuild(company_ids=company_ids, scheme=scheme)
+        monthly_scores_rebuild(company_ids=company_ids, scheme=scheme, since=since)
     return written
 
 
@@ -268,8 +274,10 @@ def companies_recompute_all(*, reason: str = "recompute", history: bool = True) 
 # Monthly history
 
 
-def monthly_inputs(company_ids: Sequence[int]) -> dict[int, dict[date, CompanyInputs]]:
-    """Per company and month, inputs built from each instance's last ping of that month."""
+def monthly_inputs(
+    company_ids: Sequence[int], *, since: date | None = None
+) -> dict[int, dict[date, CompanyInputs]]:
+    """Per company and month (from ``since``'s month on), inputs from each month's last pings."""
     companies = {
         c["id"]: c
         for c in Company.objects.filter(id__in=company_ids).values(
@@ -280,9 +288,10 @@ def monthly_inputs(company_ids: Sequence[int]) -> dict[int, dict[date, CompanyIn
         r["id"]: r
         for r in Instance.objects.filter(company_id__in=company_ids).values(*_INSTANCE_FIELDS)
     }
-    rows = MonthlyUsage.objects.filter(instance_id__in=instances.keys()).values(
-        "instance_id", "month", "ping_id", "recorded_at", "version", *METRIC_NAMES
-    )
+    rows = MonthlyUsage.objects.filter(instance_id__in=instances.keys())
+    if since is not None:
+        rows = rows.filter(month__gte=since.replace(day=1))
+    rows = rows.values("instance_id", "month", "ping_id", "recorded_at", "version", *METRIC_NAMES)
     grouped: dict[int, dict[date, list[InstanceCandidate]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         inst = instances[r["instance_id"]]
@@ -310,9 +319,12 @@ def _month_end(month: date) -> date:
     return date.fromordinal(nxt.toordinal() - 1)
 
 
-def monthly_scores_rebuild(*, company_ids: Sequence[int], scheme: Scheme | None = None) -> int:
+def monthly_scores_rebuild(
+    *, company_ids: Sequence[int], scheme: Scheme | None = None, since: date | None = None
+) -> int:
+    """Rescore monthly history (all of it, or from ``since``'s month on)."""
     scheme = scheme or active_scheme()
-    per_company = monthly_inputs(company_ids)
+    per_company = monthly_inputs(company_ids, since=since)
     now = timezone.now()
     rows = []
     for cid, months in per_company.items():

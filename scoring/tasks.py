@@ -1,5 +1,7 @@
 """Celery tasks: thin shells that take ids, load, call a service, and can run twice safely."""
 
+from datetime import date
+
 from celery import shared_task
 
 from instances.labels import label_change_apply, label_changes_apply_due
@@ -11,9 +13,16 @@ RETRY = {"autoretry_for": services.RETRYABLE_ERRORS, "max_retries": 3, "retry_ba
 
 
 @shared_task(acks_late=True, **RETRY)
-def refresh_companies(company_ids: list[int], reason: str = "") -> int:
-    """Recompute scores for these companies (after new pings, label or sentiment changes)."""
-    return services.companies_refresh(company_ids=company_ids, reason=reason)
+def refresh_companies(company_ids: list[int], reason: str = "", since: str | None = None) -> int:
+    """Recompute scores for these companies (after new pings, label or sentiment changes).
+
+    ``since`` (ISO date): monthly history before that date's month is left as it is.
+    """
+    return services.companies_refresh(
+        company_ids=company_ids,
+        reason=reason,
+        since=date.fromisoformat(since) if since else None,
+    )
 
 
 @shared_task(acks_late=True, **RETRY)

@@ -432,7 +432,8 @@ def test_a_batch_queues_one_score_refresh_after_commit(
     with django_capture_on_commit_callbacks(execute=True):
         store(*inputs, refresh=True)
 
-    assert calls == [([sub.company_id], "new ping")]
+    # One refresh, rescoring history from the earliest new ping's month on.
+    assert calls == [([sub.company_id], "new ping", WHEN.date().isoformat())]
 
 
 def test_empty_batch_stores_nothing():

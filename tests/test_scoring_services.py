@@ -178,3 +178,24 @@ def test_admin_scheme_switch_is_recorded_and_recomputes(client, ops, account):
     assert change.to_scheme == "gitlab-dbt-2024" and change.changed_by == ops
     assert active_scheme().name == "gitlab-dbt-2024"
     assert current(account.company).scheme.startswith("gitlab-dbt-2024")
+
+
+def test_new_ping_rescores_history_from_its_month_on_only(
+    account, django_capture_on_commit_callbacks
+):
+    jan = dt.datetime(2026, 1, 20, 9, tzinfo=dt.UTC)
+    store_ping(account, recorded_at=jan, refresh=False)
+    store_ping(account, recorded_at=jan + dt.timedelta(days=21), refresh=False)  # Feb 10
+    companies_refresh(company_ids=[account.company_id])
+    before = dict(
+        MonthlyScore.objects.filter(company=account.company).values_list("month", "computed_at")
+    )
+    assert set(before) == {dt.date(2026, 1, 1), dt.date(2026, 2, 1)}
+    with django_capture_on_commit_callbacks(execute=True):  # the queued task runs eagerly
+        store_ping(
+            account, recorded_at=jan + dt.timedelta(days=28), metrics={"billable_users": 120}
+        )  # Feb 17
+    after = {m.month: m for m in MonthlyScore.objects.filter(company=account.company)}
+    assert after[dt.date(2026, 1, 1)].computed_at == before[dt.date(2026, 1, 1)]
+    assert after[dt.date(2026, 2, 1)].computed_at > before[dt.date(2026, 2, 1)]
+    assert after[dt.date(2026, 2, 1)].billable_users == 120
