@@ -6,6 +6,7 @@ and ping ingest paths, and the load generator reuses it at scale.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Iterator
@@ -312,7 +313,12 @@ def _instances_for(rng, i, company, sub, sub_specs, weeks) -> list[InstanceSpec]
 
 def _profile(spec: InstanceSpec) -> dict[str, float]:
     """How this instance's users work: stable ratios, so weekly figures move smoothly."""
-    rng = random.Random(f"profile|{spec.uuid}|{spec.namespace_id}")
+    return _profile_for(spec.uuid, spec.namespace_id)
+
+
+@functools.lru_cache(maxsize=65536)
+def _profile_for(uuid: str, namespace_id: int) -> dict[str, float]:
+    rng = random.Random(f"profile|{uuid}|{namespace_id}")
     return {
         "git": rng.uniform(0.25, 0.85),
         "ci": rng.uniform(0.35, 0.8),
