@@ -16,6 +16,7 @@ import math
 import multiprocessing
 import secrets
 import zlib
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -178,6 +179,8 @@ class StoreSummary:
 
     outcomes: list[StoreOutcome] = field(default_factory=list)
     company_ids: set[int] = field(default_factory=set)
+    # Set when the batch moved or attached older data: history must be rescored in full.
+    history_changed: bool = False
 
     @property
     def accepted(self) -> int:
@@ -216,8 +219,13 @@ def pings_store(*, inputs: Sequence[PingInput], source: str, refresh: bool = Tru
             with transaction.atomic():
                 summary = _store(inputs, source)
                 if refresh:
-                    # A ping changes its own month's history only: rescore from that month on.
-                    since = min(item.recorded_at for item in inputs).date()
+                    # A ping changes its own month's history only: rescore from that month on
+                    # (unless it moved an instance or attached waiting pings: then all of it).
+                    since = (
+                        None
+                        if summary.history_changed
+                        else min(item.recorded_at for item in inputs).date()
+                    )
                     companies_refresh_queue(
                         company_ids=summary.company_ids, reason="new ping", since=since
                     )
@@ -314,11 +322,26 @@ def _store(inputs: Sequence[PingInput], source: str) -> StoreSummary:
         first = first_in_batch[key]
         outcome.ping_id, outcome.unmapped = first.ping_id, first.unmapped
 
-    touched = _instances_touch(instances, new_pings, new_items)
+    touched, moved_from = _instances_touch(instances, new_pings, new_items)
+    if moved_from:
+        _monthly_usage_follow(touched, moved_from)
     monthly_refresh(pings=new_pings, instances=instances)
+    attached = book.attach_waiting()
     summary.company_ids = {inst.company_id for inst in touched if inst.company_id}
-    summary.company_ids |= book.attach_waiting()
+    # The company an instance left must be rescored without it.
+    summary.company_ids |= {cid for cid in moved_from.values() if cid} | attached
+    summary.history_changed = bool(moved_from or attached)
     return summary
+
+
+def _monthly_usage_follow(touched: list[Instance], moved_from: dict[int, int | None]) -> None:
+    """An instance's monthly rows belong to the company it now belongs to."""
+    by_company: dict[int | None, list[int]] = defaultdict(list)
+    for inst in touched:
+        if inst.id in moved_from:
+            by_company[inst.company_id].append(inst.id)
+    for company_id, ids in by_company.items():
+        MonthlyUsage.objects.filter(instance_id__in=ids).update(company_id=company_id)
 
 
 def _pings_insert(pings: list[UsagePing]) -> None:
@@ -657,13 +680,16 @@ def _subscriptions_by_name(names: set[str]) -> dict[str, Subscription]:
 
 def _instances_touch(
     instances: dict[tuple, Instance], new_pings: list[UsagePing], items: list[PingInput]
-) -> list[Instance]:
+) -> tuple[list[Instance], dict[int, int | None]]:
     """Move each instance's version, ping dates and mapping forward to its newest ping.
 
     An instance with no subscription yet takes one from any of its new pings, even an older one
-    arriving late. Returns the instances that received new pings.
+    arriving late. Returns the instances that received new pings, and for those whose company
+    changed, the company they had before.
     """
     by_id = {inst.id: inst for inst in instances.values()}
+    # Only an instance with earlier pings can carry older data to another company.
+    before = {inst.id: inst.company_id for inst in by_id.values() if inst.last_ping_at}
     changed: dict[int, Instance] = {}
     for ping, item in zip(new_pings, items, strict=True):
         inst = by_id[ping.instance_id]
@@ -699,7 +725,10 @@ def _instances_touch(
             "company",
         ],
     )
-    return list(changed.values())
+    moved_from = {
+        i: before[i] for i, inst in changed.items() if i in before and inst.company_id != before[i]
+    }
+    return list(changed.values()), moved_from
 
 
 def monthly_refresh(*, pings: Iterable[UsagePing], instances: dict | None = None) -> int:

@@ -14,7 +14,7 @@ from datetime import date
 
 import orjson
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
@@ -27,7 +27,8 @@ from .models import MonthlyScore, SchemeChange, ScoreSnapshot, ScoringConfig
 from .schemes import DEFAULT_SCHEME, Scheme, get_scheme
 
 logger = logging.getLogger(__name__)
-RETRYABLE_ERRORS = (OperationalError,)
+# Lock timeouts, deadlocks and a lost race for the current snapshot: a retry sees the winner.
+RETRYABLE_ERRORS = (OperationalError, IntegrityError)
 CHUNK = 1000
 
 _INSTANCE_FIELDS = (
@@ -207,7 +208,22 @@ def _int(value) -> int | None:
 
 
 def _score(company_ids: Sequence[int], *, scheme: Scheme, as_of: date, reason: str) -> int:
-    """Score these companies and store a snapshot for each whose inputs changed."""
+    """Score these companies and store a snapshot for each whose inputs changed.
+
+    Two workers refreshing one company queue up on its row lock (taken in id order, so no
+    deadlock): the second reads the first one's snapshot and the newest inputs, never an old view.
+    """
+    with transaction.atomic():
+        list(
+            Company.objects.select_for_update()
+            .filter(id__in=company_ids)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        return _score_locked(company_ids, scheme=scheme, as_of=as_of, reason=reason)
+
+
+def _score_locked(company_ids: Sequence[int], *, scheme: Scheme, as_of: date, reason: str) -> int:
     inputs = load_inputs(company_ids, as_of=as_of)
     current = dict(
         ScoreSnapshot.objects.filter(company_id__in=company_ids, is_current=True).values_list(
@@ -232,11 +248,10 @@ def _score(company_ids: Sequence[int], *, scheme: Scheme, as_of: date, reason: s
             )
         )
     if new:
-        with transaction.atomic():
-            ScoreSnapshot.objects.filter(
-                company_id__in=[s.company_id for s in new], is_current=True
-            ).update(is_current=False)
-            ScoreSnapshot.objects.bulk_create(new, batch_size=500)
+        ScoreSnapshot.objects.filter(
+            company_id__in=[s.company_id for s in new], is_current=True
+        ).update(is_current=False)
+        ScoreSnapshot.objects.bulk_create(new, batch_size=500)
     return len(new)
 
 
@@ -339,6 +354,18 @@ def monthly_scores_rebuild(
         if f.name not in ("id", "company", "month")
     ]
     with transaction.atomic():
+        # Months a company no longer has usage for (an instance moved away) lose their score.
+        stale = MonthlyScore.objects.filter(company_id__in=company_ids)
+        if since is not None:
+            stale = stale.filter(month__gte=since.replace(day=1))
+        kept = {(r.company_id, r.month) for r in rows}
+        stale_ids = [
+            pk
+            for pk, cid, month in stale.values_list("id", "company_id", "month")
+            if (cid, month) not in kept
+        ]
+        if stale_ids:
+            MonthlyScore.objects.filter(id__in=stale_ids).delete()
         MonthlyScore.objects.bulk_create(
             rows,
             batch_size=500,

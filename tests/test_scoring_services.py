@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from instances.models import MonthlyUsage
+from instances.models import Instance, MonthlyUsage
 from scoring.methodology import Scorecard, score_company
 from scoring.models import MonthlyScore, SchemeChange, ScoreSnapshot
 from scoring.services import (
@@ -199,3 +199,49 @@ def test_new_ping_rescores_history_from_its_month_on_only(
     assert after[dt.date(2026, 1, 1)].computed_at == before[dt.date(2026, 1, 1)]
     assert after[dt.date(2026, 2, 1)].computed_at > before[dt.date(2026, 2, 1)]
     assert after[dt.date(2026, 2, 1)].billable_users == 120
+
+
+def test_ping_that_maps_waiting_pings_rescores_their_months_too(django_capture_on_commit_callbacks):
+    sub = SubscriptionFactory()
+    march = dt.datetime(2026, 3, 10, 9, tzinfo=dt.UTC)
+    old = store_ping(
+        "u-late-map", recorded_at=march, license_md5="c" * 32, version="15.4.0-ee", refresh=False
+    )
+    assert old.subscription is None  # unmapped, kept
+    instance = old.instance
+    Instance.objects.filter(pk=instance.pk).update(instance_type="production")
+    with django_capture_on_commit_callbacks(execute=True):
+        store_ping(
+            instance,
+            recorded_at=march + dt.timedelta(days=60),
+            subscription=sub,
+            license_md5="c" * 32,
+            version="15.4.0-ee",
+        )
+    old.refresh_from_db()
+    assert old.subscription == sub
+    rows = dict(MonthlyUsage.objects.filter(instance=instance).values_list("month", "company_id"))
+    assert rows == {dt.date(2026, 3, 1): sub.company_id, dt.date(2026, 5, 1): sub.company_id}
+    months = set(MonthlyScore.objects.filter(company=sub.company).values_list("month", flat=True))
+    assert dt.date(2026, 3, 1) in months and dt.date(2026, 5, 1) in months
+
+
+def test_instance_moving_company_rescores_both(django_capture_on_commit_callbacks, monkeypatch):
+    from scoring import tasks
+
+    a, b = SubscriptionFactory(), SubscriptionFactory()
+    inst = InstanceFactory(subscription=a, company=a.company)
+    store_ping(inst, recorded_at=timezone.now() - dt.timedelta(days=40), refresh=False)
+    companies_refresh(company_ids=[a.company_id])
+    assert MonthlyScore.objects.filter(company=a.company).exists()
+    calls = []
+    monkeypatch.setattr(tasks.refresh_companies, "delay", lambda *args: calls.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        store_ping(inst, recorded_at=timezone.now(), subscription=b)
+    assert calls == [(sorted([a.company_id, b.company_id]), "new ping", None)]
+    assert set(MonthlyUsage.objects.filter(instance=inst).values_list("company_id", flat=True)) == {
+        b.company_id
+    }
+    companies_refresh(company_ids=[a.company_id, b.company_id])  # what the queued task does
+    assert not MonthlyScore.objects.filter(company=a.company).exists()
+    assert MonthlyScore.objects.filter(company=b.company).count() == 2
