@@ -43,11 +43,14 @@ def label_change_request(
     delay: timedelta | None = None,
     now: datetime | None = None,
     schedule: bool = True,
+    defer_to_person: bool = False,
 ) -> LabelChange | None:
     """Record an edit of ``field`` on ``instance``; returns the new change, or None if a no-op.
 
     A newer edit supersedes a pending one (and restarts the clock); an edit back to the applied
-    value cancels the pending one (recorded as a cancelled change by its author).
+    value cancels the pending one (recorded as a cancelled change by its author). With
+    ``defer_to_person`` (labeling rules) nothing happens to an instance a person labeled or has
+    an edit pending for.
     """
     choices = FIELD_CHOICES.get(field)
     if choices is None:
@@ -65,6 +68,10 @@ def label_change_request(
         pending = LabelChange.objects.pending().filter(instance=instance, field=field).first()
         if value == applied and pending is None:
             return None
+        if defer_to_person and (
+            instance.labeled_by_person or (pending is not None and pending.requested_by_id)
+        ):
+            return None  # rules never override a person, checked under the instance's lock
         if pending is not None:
             if pending.new_value == value:
                 return pending  # the same edit again changes nothing, nor restarts the clock
@@ -115,7 +122,15 @@ def label_change_apply(
     that recompute everything at the end).
     """
     now = now or timezone.now()
+    instance_id = (
+        LabelChange.objects.filter(pk=change_id).values_list("instance_id", flat=True).first()
+    )
+    if instance_id is None:
+        return False
     with transaction.atomic():
+        # The instance's row lock first, as label_change_request takes it: one lock order, so a
+        # request and an apply racing on one instance queue up instead of deadlocking.
+        Instance.objects.select_for_update().filter(pk=instance_id).values_list("pk").first()
         due = LabelChange.objects.pending().filter(pk=change_id)
         if not force:
             due = due.filter(effective_at__lte=now)

@@ -64,10 +64,20 @@ def instance_type_rows():
         )
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value):
+    """Text a spreadsheet would run as a formula (hostnames come from pings) is quoted inert."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
 def write_csv(rows, header, stream) -> None:
     writer = csv.writer(stream)
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows([safe_cell(v) for v in row] for row in rows)
 
 
 def instance_types_export_write(*, on: date | None = None) -> Path:
@@ -115,5 +125,5 @@ def health_csv() -> str:
                 row.append(payload["measures"][key]["color"])
             else:
                 row.append("" if payload.get(key) is None else payload[key])
-        writer.writerow(row)
+        writer.writerow([safe_cell(v) for v in row])
     return stream.getvalue()

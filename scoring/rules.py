@@ -104,14 +104,18 @@ def labeling_rules_run() -> list[tuple[int, str]]:
     ]
     decisions = rule_decisions(subjects)
     instances = Instance.objects.in_bulk([i for i, _ in decisions])
+    requested = []
     for instance_id, rule in decisions:
-        label_change_request(
+        change = label_change_request(
             instance=instances[instance_id],
             field="instance_type",
             value="production",
             author=f"rule: {rule}",
+            defer_to_person=True,
         )
-    return decisions
+        if change is not None:
+            requested.append((instance_id, rule))
+    return requested
 
 
 def _ping_value(latest: dict, row: dict, name: str):

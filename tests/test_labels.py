@@ -166,3 +166,18 @@ def test_apply_due_command_runs_the_same_sweep(unknown, csm):
     call_command("apply_due_label_changes", stdout=out)
     assert "Applied 1 due label change" in out.getvalue()
     assert Instance.objects.get(pk=unknown.pk).instance_type == "production"
+
+
+def test_rule_edit_defers_to_a_person_under_the_lock(unknown, csm):
+    label_change_request(instance=unknown, field="instance_type", value="obsolete", by=csm)
+    assert (
+        label_change_request(
+            instance=unknown,
+            field="instance_type",
+            value="production",
+            author="rule: x",
+            defer_to_person=True,
+        )
+        is None
+    )
+    assert LabelChange.objects.pending().get().author == "csm_user"

@@ -173,3 +173,11 @@ def test_instance_type_export_file_and_download(client, ops, viewer, scored, set
     response = client.get("/exports/instance-types/?download=1")
     assert response.status_code == 200
     assert b"instance_type" in b"".join(response.streaming_content)
+
+
+def test_csv_exports_neutralise_spreadsheet_formulas(settings, tmp_path, scored):
+    settings.EXPORT_DIR = tmp_path
+    scored.instances.update(hostname='=HYPERLINK("http://evil","x")')
+    path = instance_types_export_write()
+    row = next(csv.DictReader(path.open()))
+    assert row["hostname"] == '\'=HYPERLINK("http://evil","x")'
