@@ -4,10 +4,17 @@ from .models import Company, Subscription
 
 
 class SubscriptionInline(admin.TabularInline):
+    """Shown for reference; edits go through the subscription's own page, which rescores."""
+
     model = Subscription
     extra = 0
     fields = ("name", "plan", "licensed_seats", "start_date", "end_date", "status", "deployment")
+    readonly_fields = fields
+    can_delete = False
     show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Company)
@@ -47,3 +54,16 @@ class SubscriptionAdmin(admin.ModelAdmin):
     list_select_related = ("company",)
     raw_id_fields = ("company",)
     show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        # Moving a subscription between accounts moves instances and history: use import_crm.
+        return ("company",) if obj is not None else ()
+
+    def save_model(self, request, obj, form, change):
+        from instances.services import companies_refresh_queue, subscription_attach_waiting
+
+        super().save_model(request, obj, form, change)
+        if not change:
+            subscription_attach_waiting(subscription=obj)
+        # Seats and plan feed License Utilization and DevSecOps: rescore the account.
+        companies_refresh_queue(company_ids=[obj.company_id], reason="subscription edited")

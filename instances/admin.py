@@ -100,9 +100,12 @@ class InstanceAdmin(admin.ModelAdmin):
     list_filter = ("kind", "instance_type", "health_inclusion", "company__segment")
     search_fields = ("hostname", "uuid", "namespace_path", "=namespace_id", "company__name")
     list_select_related = ("company", "subscription")
-    raw_id_fields = ("company", "subscription", "license")
-    # Labels change only through the audited, delayed label-change path (the actions below).
+    # Labels change only through the audited, delayed label-change path (the actions below);
+    # the mapping only through pings and license mappings, which move history with it.
     readonly_fields = (
+        "company",
+        "subscription",
+        "license",
         "instance_type",
         "health_inclusion",
         "labeled_by_person",

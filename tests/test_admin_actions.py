@@ -88,3 +88,28 @@ def test_recompute_action_on_companies(client, ops):
     response = act(client, "accounts/company", "recompute_scores", [company.id])
     assert "Recomputed 1 companies" in response.content.decode()
     assert company.score_snapshots.filter(is_current=True).exists()
+
+
+def test_editing_seats_in_the_admin_rescores_the_account(
+    client, ops, django_capture_on_commit_callbacks
+):
+    sub = SubscriptionFactory(licensed_seats=100)
+    inst = InstanceFactory(subscription=sub, company=sub.company)
+    store_ping(inst, recorded_at=timezone.now(), metrics={"billable_users": 50}, refresh=False)
+    client.force_login(ops)
+    page = client.get(f"/admin/accounts/subscription/{sub.pk}/change/").content.decode()
+    assert 'name="company"' not in page  # moving accounts goes through import_crm
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/admin/accounts/subscription/{sub.pk}/change/",
+            {
+                "name": sub.name,
+                "plan": "ultimate",
+                "licensed_seats": "200",
+                "status": "active",
+                "deployment": "self-managed",
+            },
+        )
+    assert response.status_code == 302
+    snap = sub.company.score_snapshots.get(is_current=True)
+    assert snap.license_utilization == pytest.approx(0.25)
