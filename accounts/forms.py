@@ -44,6 +44,8 @@ class InstanceLabelForm(forms.Form):
     instance_type = forms.ChoiceField(
         label="Instance Type",
         choices=InstanceType.choices,
+        # The edit page is reached from ⋮ → Edit: start the keyboard on its first field.
+        widget=forms.Select(attrs={"autofocus": True}),
         help_text="Unknown is a temporary holding value: label it Production, Non-Production, "
         "Obsolete or Geo Secondary Node.",
     )

@@ -16,7 +16,8 @@ from django.core.paginator import Paginator
 from django.db.models import Case, F, IntegerField, QuerySet, Value, When
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import mark_safe
 from django_tables2.rows import BoundRows
 
 from accounts.models import Company
@@ -84,6 +85,8 @@ class TwoStepPaginator(Paginator):
 def pill(color: str | None, text: object = None, *, title: str = "") -> str:
     """A colour pill; an unknown or missing colour is NA."""
     color = color if color in COLORS else "NA"
+    if text is None and not title:
+        return _PLAIN_PILLS[color]
     title = title or (NA_TITLE if color == "NA" else color)
     shown = color if text is None else text
     if text is not None and str(text) != color:
@@ -96,6 +99,18 @@ def pill(color: str | None, text: object = None, *, title: str = "") -> str:
             color,
         )
     return format_html('<span class="pill pill-{}" title="{}">{}</span>', color, title, shown)
+
+
+# The four plain pills, built once: a dashboard page shows hundreds of them.
+_PLAIN_PILLS = {
+    color: format_html(
+        '<span class="pill pill-{}" title="{}">{}</span>',
+        color,
+        NA_TITLE if color == "NA" else color,
+        color,
+    )
+    for color in COLORS
+}
 
 
 def percent(fraction: float | None) -> str:
@@ -277,3 +292,66 @@ class DashboardTable(tables.Table):
 
     def value_product_usage_value(self, value):
         return None if value is None else round(value, 1)
+
+    renders_own_rows = True  # partials/table.html then loops over page_rows_html
+
+    # The page's rows, rendered straight from the records. django-tables2's BoundRow/BoundCell
+    # machinery cost ~80% of the dashboard's time for 50 rows x 18 cells; sorting, pagination,
+    # headers and exports still go through django-tables2. Each visible column needs a cell
+    # function here (a KeyError names a new column that lacks one), so cells follow the headers.
+    def page_rows_html(self) -> list[str]:
+        account_url = _account_url_maker()
+        cells = {
+            "name": lambda r: _cell(
+                format_html('<a href="{}">{}</a>', account_url(r.pk), r.name) if r.name else None
+            ),
+            "csm": lambda r: _cell(
+                conditional_escape(r.csm.get_full_name() or r.csm.get_username()) if r.csm else None
+            ),
+            "segment": lambda r: _cell(r.segment and conditional_escape(r.get_segment_display())),
+            "licensed_seats": lambda r: _number(r.licensed_seats),
+            "billable_users": lambda r: _number(r.billable_users),
+            "license_utilization": lambda r: self.render_license_utilization(r),
+            "product_usage": lambda r: self.render_product_usage(r),
+            "last_ping_at": lambda r: _cell(
+                as_date(r.last_ping_at).isoformat() if r.last_ping_at is not None else None
+            ),
+        }
+        columns = []
+        for column in self.columns:
+            name = column.name
+            if isinstance(column.column, ColorColumn) and name not in cells:
+                accessor = str(column.accessor)
+                cells[name] = lambda r, accessor=accessor: pill(getattr(r, accessor))
+            elif isinstance(column.column, NumberColumn) and name not in cells:
+                accessor = str(column.accessor)
+                cells[name] = lambda r, accessor=accessor: _number(getattr(r, accessor))
+            columns.append((f"<td {column.attrs['td'].as_html()}>", cells[name]))
+        records = self.page.object_list.data if self.page else self.data
+        return [
+            mark_safe(
+                f'<tr class="{"odd" if n % 2 else "even"}">'
+                + "".join(f"{td}{render(record)}</td>" for td, render in columns)
+                + "</tr>"
+            )
+            for n, record in enumerate(records)
+        ]
+
+
+EMPTY_CELL = "—"
+
+
+def _cell(html):
+    return EMPTY_CELL if html in (None, "") else html
+
+
+def _number(value):
+    if value is None or value == "":
+        return EMPTY_CELL
+    return f"{value:,}" if isinstance(value, int) else conditional_escape(intcomma(value))
+
+
+def _account_url_maker():
+    """``pk -> reverse("account_summary", args=[pk])``, reversing once (50 reverses: ~2 ms)."""
+    head = reverse("account_summary", args=[0]).removesuffix("0/")
+    return lambda pk: f"{head}{int(pk)}/"

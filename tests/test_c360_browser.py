@@ -107,10 +107,13 @@ def test_csm_labels_an_instance_through_the_row_menu(page, acme):
     assert row.locator("details.row-menu").get_attribute("open") is None
 
     menu.click()
-    row.get_by_text("Edit", exact=True).click()
-    row.get_by_label("Instance Type").select_option("obsolete")
-    with page.expect_navigation():
-        row.get_by_role("button", name="Update").click()
+    with page.expect_navigation():  # ⋮ → Edit opens the instance's edit page
+        row.get_by_role("link", name="Edit", exact=True).click()
+    assert f"/instances/{staging.pk}/edit/" in page.url
+    page.get_by_label("Instance Type").select_option("obsolete")
+    with page.expect_navigation():  # and Update comes back to the instances page
+        page.get_by_role("button", name="Update").click()
+    assert page.url.endswith(f"/accounts/{acme.pk}/instances/#instance-{staging.pk}")
 
     message = page.locator(".messages").inner_text()
     assert "Non-Production → Obsolete recorded" in message
@@ -129,8 +132,12 @@ def test_csm_labels_an_instance_through_the_row_menu(page, acme):
     assert page.get_by_test_id("multiple-health-warning").count() == 1
     eu = Instance.objects.get(company=acme, hostname__startswith="gitlab-eu.")
     page.locator(f"#instance-{eu.pk} details.row-menu > summary").focus()
-    for key in ("Enter", "Tab", "Enter", "Tab", "Tab"):  # ⋮, Edit, Instance Type, Health
+    for key in ("Enter", "Tab"):  # ⋮, Edit
         page.keyboard.press(key)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")  # the edit page, its first field focused
+    assert page.evaluate("document.activeElement.name") == "instance_type"
+    page.keyboard.press("Tab")  # Health
     assert page.evaluate("document.activeElement.name") == "health_inclusion"
     page.keyboard.press("ArrowDown")  # Automatic → Included
     page.keyboard.press("ArrowDown")  # → Opt-Out
@@ -180,6 +187,8 @@ def test_viewer_gets_no_edit_controls_and_forged_posts_are_refused(page, acme):
     _open(page, f"/accounts/{acme.pk}/instances/", charts=False)
     assert page.locator("form.label-form").count() == 0
     assert page.locator("details.row-menu-edit").count() == 0
+    assert page.locator(".row-menu").get_by_role("link", name="Edit", exact=True).count() == 0
+    assert page.locator(f"a[href*='/instances/{instance.pk}/edit/']").count() == 0
     assert page.get_by_role("button", name=re.compile("Apply now")).count() == 0
     _open(page, f"/accounts/{acme.pk}/", charts=False)
     assert page.locator("form.sentiment-form").count() == 0

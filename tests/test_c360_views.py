@@ -606,8 +606,9 @@ def test_editing_records_one_pending_change_per_changed_field(small, csm, settin
     assert "Pending" in html
     assert "reflected in reports at" in html
     assert f"{change.effective_at:%-d %b %Y %H:%M} UTC" in html
-    # the form starts from the pending values
-    assert 'value="production" selected' in html
+    # the form (on the edit page, reached through ⋮ → Edit) starts from the pending values
+    assert f'href="{url}"' in html
+    assert 'value="production" selected' in _html(_client(csm).get(url))
 
 
 def test_editing_only_one_field_and_resubmitting_changes_nothing_more(small, csm):

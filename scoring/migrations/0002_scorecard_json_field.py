@@ -5,20 +5,23 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('scoring', '0001_initial'),
+        ("scoring", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='monthlyscore',
-            name='detail',
-            field=scoring.models.ScorecardJSONField(help_text='The whole scorecard with every input'),
+            model_name="monthlyscore",
+            name="detail",
+            field=scoring.models.ScorecardJSONField(
+                help_text="The whole scorecard with every input"
+            ),
         ),
         migrations.AlterField(
-            model_name='scoresnapshot',
-            name='detail',
-            field=scoring.models.ScorecardJSONField(help_text='The whole scorecard with every input'),
+            model_name="scoresnapshot",
+            name="detail",
+            field=scoring.models.ScorecardJSONField(
+                help_text="The whole scorecard with every input"
+            ),
         ),
     ]
