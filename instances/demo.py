@@ -117,6 +117,38 @@ class InstanceSpec:
     engagement: dict = field(default_factory=dict)
 
 
+SENTIMENT_NOTES = {
+    "Green": "Exec sponsor engaged; expansion talks in Q3.",
+    "Yellow": "Champion left; rebuilding relationships.",
+    "Red": "Escalation open on runner performance.",
+}
+ARR_PER_SEAT = {"ultimate": 1188, "premium": 348}
+
+
+def subscription_spec(
+    rng: random.Random,
+    *,
+    name: str,
+    company: CompanySpec,
+    plan: str,
+    seats: int,
+    deployment: str,
+    start: date,
+    end: date,
+) -> SubscriptionSpec:
+    """A subscription of ``company`` running through the book's period and a while past it."""
+    return SubscriptionSpec(
+        name=name,
+        crm_account_id=company.crm_account_id,
+        plan=plan,
+        licensed_seats=seats,
+        start_date=max(company.customer_since, start - timedelta(days=30)),
+        end_date=end + timedelta(days=rng.randint(60, 400)),
+        deployment=deployment,
+        arr=seats * ARR_PER_SEAT[plan],
+    )
+
+
 @dataclass
 class Book:
     companies: list[CompanySpec]
@@ -188,25 +220,21 @@ def build_book(
         )
         if csm and i % 5 == 0:
             company.sentiment = ("Green", "Yellow", "Red")[i % 3]
-            company.sentiment_note = {
-                "Green": "Exec sponsor engaged; expansion talks in Q3.",
-                "Yellow": "Champion left; rebuilding relationships.",
-                "Red": "Escalation open on runner performance.",
-            }[company.sentiment]
+            company.sentiment_note = SENTIMENT_NOTES[company.sentiment]
         comp_specs.append(company)
 
         saas = i % 7 == 3
         plan = "ultimate" if i % 3 != 1 else "premium"
         seats = rng.choice((25, 50, 100, 200, 250, 500, 1000, 2500))
-        sub = SubscriptionSpec(
+        sub = subscription_spec(
+            rng,
             name=f"A-S{10000000 + i * 10:08d}",
-            crm_account_id=company.crm_account_id,
+            company=company,
             plan=plan,
-            licensed_seats=seats,
-            start_date=max(since, start - timedelta(days=30)),
-            end_date=end + timedelta(days=rng.randint(60, 400)),
+            seats=seats,
             deployment="saas" if saas else "self-managed",
-            arr=seats * (1188 if plan == "ultimate" else 348),
+            start=start,
+            end=end,
         )
         sub_specs.append(sub)
         inst_specs.extend(_instances_for(rng, i, company, sub, sub_specs, weeks))

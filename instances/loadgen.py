@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from .demo import (
     _NAMES,
     SEGMENTS,
+    SENTIMENT_NOTES,
     TRENDS,
     CompanySpec,
     InstanceSpec,
@@ -32,6 +33,7 @@ from .demo import (
     _hex,
     _uuid,
     _versions,
+    subscription_spec,
     version_at,
     weekly_metrics,
 )
@@ -200,11 +202,7 @@ def build_load_book(
         )
         if csm and i % 5 == 0:
             company.sentiment = ("Green", "Yellow", "Red")[(i // 5) % 3]
-            company.sentiment_note = {
-                "Green": "Exec sponsor engaged; expansion talks next quarter.",
-                "Yellow": "Champion left; rebuilding relationships.",
-                "Red": "Escalation open on runner performance.",
-            }[company.sentiment]
+            company.sentiment_note = SENTIMENT_NOTES[company.sentiment]
         comp_specs.append(company)
 
         n_namespaces = owners.get(i, 0)
@@ -217,15 +215,15 @@ def build_load_book(
         first_week = weeks - rng.randint(3, 7) if new_customer else 0
 
         if not saas_only:
-            sub = SubscriptionSpec(
+            sub = subscription_spec(
+                rng,
                 name=f"A-S{20000000 + i * 10:08d}",
-                crm_account_id=company.crm_account_id,
+                company=company,
                 plan=plan,
-                licensed_seats=seats,
-                start_date=max(since, start - timedelta(days=30)),
-                end_date=end + timedelta(days=rng.randint(60, 400)),
+                seats=seats,
                 deployment="self-managed",
-                arr=seats * (1188 if plan == "ultimate" else 348),
+                start=start,
+                end=end,
             )
             sub_specs.append(sub)
             if not no_instances:
@@ -234,15 +232,15 @@ def build_load_book(
                 )
         for k in range(n_namespaces):
             ns_seats = seats if saas_only else rng.choice((10, 25, 50, 100, 200))
-            sub = SubscriptionSpec(
+            sub = subscription_spec(
+                rng,
                 name=f"A-S{20000000 + i * 10 + 1 + k:08d}",
-                crm_account_id=company.crm_account_id,
+                company=company,
                 plan=plan,
-                licensed_seats=ns_seats,
-                start_date=max(since, start - timedelta(days=30)),
-                end_date=end + timedelta(days=rng.randint(60, 400)),
+                seats=ns_seats,
                 deployment="saas",
-                arr=ns_seats * (1188 if plan == "ultimate" else 348),
+                start=start,
+                end=end,
             )
             sub_specs.append(sub)
             spec = LoadInstance(
