@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, F
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -44,6 +44,7 @@ from scoring.models import MonthlyScore, SchemeChange, ScoreSnapshot
 from scoring.schemes import (
     LICENSED_SEATS,
     OVERALL_GROUP_LABELS,
+    PRESETS,
     USE_CASE_LABELS,
     Band,
     MeasureSpec,
@@ -149,10 +150,13 @@ def _month_start(day: date, back: int = 0) -> date:
 
 @dataclass(frozen=True, slots=True)
 class MonthlyHistory:
-    """An account's monthly scorecards and per-instance monthly usage, over ``months``.
+    """An account's monthly scorecards over ``months``, and the per-instance usage asked for.
 
-    ``scores`` maps a month to its ``MonthlyScore`` row (``detail`` is the engine's scorecard for
-    that month); ``usage`` maps ``(instance_id, month)`` to that instance's last ping of the month.
+    ``scores`` maps a month to its ``MonthlyScore`` row: ``detail`` is the engine's scorecard for
+    that month, ``totals`` each metric summed over the instances it scored. ``usage`` maps
+    ``(instance_id, month)`` to that instance's last ping of the month, for the instances and
+    metrics ``monthly_history`` was asked for (and for any month scored before totals were
+    stored, which is summed from it).
     """
 
     months: tuple[date, ...]
@@ -170,6 +174,9 @@ class MonthlyHistory:
 
     def totals(self, month: date, metrics: Sequence[str]) -> dict[str, float | None]:
         """Each metric summed over that month's included instances; NULL anywhere → None."""
+        stored = self.scores[month].get("totals")
+        if stored is not None and all(m in stored for m in metrics):
+            return {m: stored[m] for m in metrics}
         rows = [self.usage.get((i, month)) for i in self.included(month)]
         rows = [r for r in rows if r is not None]
         out: dict[str, float | None] = {}
@@ -179,10 +186,27 @@ class MonthlyHistory:
         return out
 
 
-def monthly_history(company: Company, *, today: date | None = None) -> MonthlyHistory:
-    """Two queries: the monthly scorecards and the monthly usage of every instance."""
+def monthly_history(
+    company: Company,
+    *,
+    today: date | None = None,
+    card_paths: Sequence[str] | None = None,
+    usage_of: Iterable[int] | None = None,
+    fields: Sequence[str] = METRIC_NAMES,
+) -> MonthlyHistory:
+    """The last ``MONTHS_SHOWN`` monthly scorecards, in one query.
+
+    ``card_paths`` (dotted, e.g. ``"measures.license_utilization"``) limits each month's
+    scorecard to those parts, read from the JSON in the database: a whole scorecard is ~9 kB,
+    most of it measures a page does not show. Charts of the scored instances read the stored
+    monthly ``totals``. ``usage_of`` asks for those instances' own monthly usage ``fields`` too
+    (a second query; ask only for what the page shows: 24 months of a large account is
+    thousands of rows). Months scored before totals were stored are summed from every
+    instance's usage instead (all metrics).
+    """
     today = today or timezone.now().date()
     start = _month_start(today, MONTHS_SHOWN - 1)
+    parts = {} if card_paths is None else _card_parts(card_paths)
     scores = {
         r["month"]: r
         for r in MonthlyScore.objects.filter(company=company, month__gte=start)
@@ -191,23 +215,60 @@ def monthly_history(company: Company, *, today: date | None = None) -> MonthlyHi
             "month",
             "scheme",
             "as_of",
-            "detail",
+            "totals",
             "billable_users",
             "licensed_seats",
             "license_utilization",
             "license_utilization_color",
+            *(() if card_paths is not None else ("detail",)),
+            **parts,
         )
     }
-    usage = {
-        (r["instance_id"], r["month"]): r
-        for r in MonthlyUsage.objects.filter(company_id=company.pk, month__gte=start).values(
-            "instance_id", "month", "recorded_at", "version", *METRIC_NAMES
-        )
-    }
+    if card_paths is not None:
+        for row in scores.values():
+            row["detail"] = _card_of(row, parts)
+    usage: dict[tuple[int, date], dict] = {}
+    if any(r["totals"] is None for r in scores.values()):
+        usage = _monthly_usage(company, start, None, METRIC_NAMES)
+    if usage_of is not None:
+        for key, row in _monthly_usage(company, start, usage_of, fields).items():
+            usage.setdefault(key, row)  # an all-metrics row (above) has these metrics too
     months = tuple(sorted(scores))
     as_of = max((r["as_of"] for r in scores.values() if r["as_of"]), default=None)
     scheme = scheme_for(scores[months[-1]]["scheme"]) if months else None
     return MonthlyHistory(months, scores, usage, as_of, scheme)
+
+
+#: What every history chart reads of a month's scorecard: which instances it scored, and why not.
+HISTORY_CARD_PATHS = ("instance_ids", "product_usage.reason")
+
+
+def _card_parts(paths: Sequence[str]) -> dict[str, F]:
+    """``values()`` aliases reading each dotted path out of the scorecard JSON."""
+    return {f"_card_{n}": F("detail__" + path.replace(".", "__")) for n, path in enumerate(paths)}
+
+
+def _card_of(row: dict, parts: Mapping[str, F]) -> dict:
+    """The partial scorecard: each path's value (when present) nested as in the whole one."""
+    card: dict = {}
+    for alias, expression in parts.items():
+        *parents, leaf = expression.name.removeprefix("detail__").split("__")
+        node = card
+        for key in parents:
+            node = node.setdefault(key, {})
+        value = row.pop(alias)
+        if value is not None:
+            node[leaf] = value
+    return card
+
+
+def _monthly_usage(
+    company: Company, start: date, instance_ids: Iterable[int] | None, fields: Sequence[str]
+) -> dict[tuple[int, date], dict]:
+    rows = MonthlyUsage.objects.filter(company_id=company.pk, month__gte=start)
+    if instance_ids is not None:
+        rows = rows.filter(instance_id__in=list(instance_ids))
+    return {(r["instance_id"], r["month"]): r for r in rows.values("instance_id", "month", *fields)}
 
 
 # ==================================================================================================
@@ -861,6 +922,24 @@ def matching_measure(scheme: Scheme | None, report: RatioReport) -> MeasureSpec 
     )
 
 
+def ratio_card_paths(report: RatioReport) -> tuple[str, ...]:
+    """The scorecard parts ``ratio_rows`` and ``empty_reason`` read, for any preset's measure."""
+    keys = sorted(
+        {spec.key for scheme in PRESETS.values() if (spec := matching_measure(scheme, report))}
+    )
+    return (*HISTORY_CARD_PATHS, *(f"measures.{key}" for key in keys))
+
+
+def trend_card_paths(report: TrendReport) -> tuple[str, ...]:
+    """The scorecard parts a Product Usage Trends report reads."""
+    paths = list(HISTORY_CARD_PATHS)
+    if report.key == "license":
+        paths.append("measures.license_utilization")
+    if report.use_case:
+        paths.append(f"use_cases.{report.use_case}")
+    return tuple(paths)
+
+
 @dataclass(frozen=True, slots=True)
 class RatioRow:
     month: date
@@ -1092,6 +1171,8 @@ NOT_PRODUCTION_METRICS = (
     "ci_builds_l28",
     "deployments_l28",
 )
+#: The latest month's figures in the table of instances outside health measures.
+NOT_PRODUCTION_TABLE = ("billable_users", "umau", "ci_builds_l28")
 
 
 def outside_health(instances: Sequence[Instance]) -> list[Instance]:
@@ -1118,9 +1199,14 @@ def instance_series(
     ]
 
 
-def latest_usage(history: MonthlyHistory, instance_id: int) -> dict | None:
-    months = [m for (i, m) in history.usage if i == instance_id]
-    return history.usage[(instance_id, max(months))] if months else None
+def latest_usage(history: MonthlyHistory) -> dict[int, dict]:
+    """Each instance's newest month of usage in ``history``."""
+    latest: dict[int, tuple[date, dict]] = {}
+    for (instance_id, month), row in history.usage.items():
+        seen = latest.get(instance_id)
+        if seen is None or month > seen[0]:
+            latest[instance_id] = (month, row)
+    return {instance_id: row for instance_id, (_, row) in latest.items()}
 
 
 def billable_by_instance(

@@ -1,7 +1,8 @@
 """The data tables under the C360 charts: the numbers behind each figure, as plain cells.
 
-Plain HTML tables (``templates/accounts/_chart_block.html``), not django-tables2: they are small,
-unsorted and unpaginated, one per chart.
+Plain HTML tables (``templates/accounts/_chart_block.html``), not django-tables2: they are
+unsorted and unpaginated, one per chart. ``table_html`` writes their markup in Python: the NOT
+Production table of a large account has thousands of cells, too many for template loops.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from html import escape
+
+from django.utils.safestring import SafeString, mark_safe
 
 from .charts import Point, Series
 from .selectors import RatioReport, RatioRow, format_number, format_value, metric_ref
@@ -22,6 +26,29 @@ class Cell:
 
 
 Table = tuple[tuple[Cell, ...], list[list[Cell]]]
+
+
+def _td(cell: Cell) -> str:
+    text = escape(cell.text)
+    if cell.color:
+        return f'<td><span class="pill pill-{escape(cell.color)}">{text}</span></td>'
+    return f'<td class="num">{text}</td>' if cell.num else f"<td>{text}</td>"
+
+
+def table_html(headers: Sequence[Cell], rows: Sequence[Sequence[Cell]]) -> SafeString:
+    """The ``<thead>`` and ``<tbody>`` of a data table; the first cell of a row heads it."""
+    head = "".join(
+        f'<th scope="col" class="num">{escape(h.text)}</th>'
+        if h.num
+        else f'<th scope="col">{escape(h.text)}</th>'
+        for h in headers
+    )
+    body = "".join(
+        f'<tr><th scope="row">{escape(row[0].text)}</th>{"".join(map(_td, row[1:]))}</tr>'
+        for row in rows
+        if row
+    )
+    return mark_safe(f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>")
 
 
 def series_table(series: Sequence[Series], months: Sequence[date]) -> Table:

@@ -21,14 +21,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import date as date_filter
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.safestring import mark_safe
 from django.utils.timezone import template_localtime
 from django.utils.translation import get_language
 from django.views.decorators.http import require_http_methods, require_POST
 
 from instances.labels import label_change_apply
-from instances.models import Instance, InstanceType, LabelChange
+from instances.models import HealthInclusion, Instance, InstanceType, LabelChange
 from scoring.methodology import Scorecard
 from scoring.services import active_scheme, current_scorecard
 
@@ -110,6 +110,10 @@ class ChartBlock:
     headers: tuple[tables.Cell, ...] = ()
     rows: list[list[tables.Cell]] = field(default_factory=list)
     note: str = ""
+
+    @property
+    def table_html(self) -> str:
+        return tables.table_html(self.headers, self.rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -216,7 +220,7 @@ def adoption(request: HttpRequest, pk: int) -> HttpResponse:
     report = selectors.ADOPTION_BY_KEY.get(key)
     if report is None:
         raise Http404("No such report.")
-    history = selectors.monthly_history(company)
+    history = selectors.monthly_history(company, card_paths=selectors.ratio_card_paths(report))
     spec, rows = selectors.ratio_rows(history, report)
     points = [charts.Point(r.month, r.value, r.color) for r in rows]
     figure = charts.scored_line(
@@ -264,7 +268,7 @@ def trends(request: HttpRequest, pk: int) -> HttpResponse:
     report = selectors.TREND_BY_KEY.get(key)
     if report is None:
         raise Http404("No such report.")
-    history = selectors.monthly_history(company)
+    history = selectors.monthly_history(company, card_paths=selectors.trend_card_paths(report))
     markers = selectors.scheme_markers()
     months = list(history.months)
     empty = selectors.empty_reason(history)
@@ -390,7 +394,6 @@ def _not_production(request: HttpRequest, company: Company) -> HttpResponse:
     """Usage of every instance outside health measures: what to review before labeling one."""
     instances = selectors.instances_list(company)
     outside = selectors.outside_health(instances)
-    history = selectors.monthly_history(company)
     markers = selectors.scheme_markers()
     can_edit = selectors.company_is_editable(company, request.user)
     selected = None
@@ -400,6 +403,14 @@ def _not_production(request: HttpRequest, company: Company) -> HttpResponse:
             selected = next(i for i in instances if i.pk == int(raw_id))
         except (ValueError, StopIteration):
             raise Http404("No such instance on this account.") from None
+    history = selectors.monthly_history(
+        company,
+        card_paths=(),  # charts the instances' own usage and the stored Production totals
+        usage_of={i.pk for i in outside} | ({selected.pk} if selected else set()),
+        fields=("recorded_at", *selectors.NOT_PRODUCTION_METRICS)
+        if selected
+        else selectors.NOT_PRODUCTION_TABLE,
+    )
 
     blocks = []
     if selected is not None:
@@ -453,16 +464,20 @@ def _not_production(request: HttpRequest, company: Company) -> HttpResponse:
     production_billable = (
         history.scores[history.months[-1]]["billable_users"] if history.months else None
     )
-    rows = []
-    for instance in outside:
-        latest = selectors.latest_usage(history, instance.pk)
-        billable = latest.get("billable_users") if latest else None
-        share = (
-            f"{billable / production_billable * 100:.0f}%"
-            if billable is not None and production_billable
-            else "—"
+    latest_by_instance = selectors.latest_usage(history)
+    edit_next = urlencode({"next": request.get_full_path()})
+    rows = [
+        _outside_row(
+            instance,
+            latest_by_instance.get(instance.pk) or {},
+            production_billable,
+            selected=selected is not None and selected.pk == instance.pk,
+            edit_url=f"{reverse('instance_edit', args=(company.pk, instance.pk))}?{edit_next}"
+            if can_edit
+            else None,
         )
-        rows.append({"instance": instance, "latest": latest, "share": share})
+        for instance in outside
+    ]
     context = {
         "reports": selectors.TREND_REPORTS,
         "report_key": selectors.NOT_PRODUCTION,
@@ -474,6 +489,50 @@ def _not_production(request: HttpRequest, company: Company) -> HttpResponse:
         "months_shown": selectors.MONTHS_SHOWN,
     }
     return _page(request, "accounts/not_production.html", company, "trends", context)
+
+
+def _outside_row(
+    i: Instance, latest: dict, production_billable: int | None, *, selected: bool, edit_url
+) -> str:
+    """A row of the NOT Production table, as HTML (a large account has dozens of rows)."""
+    e = _escape
+    name = e(str(i))
+    billable = latest.get("billable_users")
+    share = (
+        f"{billable / production_billable * 100:.0f}%"
+        if billable is not None and production_billable
+        else "—"
+    )
+    opt_out = (
+        ' <span class="muted">(Opt-Out)</span>'
+        if i.health_inclusion == HealthInclusion.OPT_OUT
+        else ""
+    )
+    edit = (
+        f' · <a href="{e(edit_url)}">Edit<span class="visually-hidden"> {name}</span></a>'
+        if edit_url
+        else ""
+    )
+    return mark_safe(
+        ('<tr aria-current="true" class="is-selected">' if selected else "<tr>")
+        + f'<th scope="row" data-label="Instance">{name}'
+        f'<div class="mono small muted identity" title="{e(i.identity)}">{e(i.identity)}</div></th>'
+        f'<td data-label="Type">{e(i.get_instance_type_display())}{opt_out}</td>'
+        f'<td data-label="Version" class="nowrap">{e(i.version or "—")}</td>'
+        f'<td data-label="Last ping">{e(_day(i.last_ping_at) or "never")}</td>'
+        f'<td class="num" data-label="Billable users">{_count(billable)}</td>'
+        f'<td class="num" data-label="UMAU">{_count(latest.get("umau"))}</td>'
+        f'<td class="num" data-label="CI builds (L28)">{_count(latest.get("ci_builds_l28"))}</td>'
+        '<td class="num" data-label="vs Production" title="Billable users as a share of the '
+        f"Production instances' billable users\">{e(share)}</td>"
+        f'<td data-label=""><a href="?report=not_production&amp;instance={i.pk}">Usage'
+        f'<span class="visually-hidden"> of {name}</span></a>{edit}</td></tr>'
+    )
+
+
+def _count(value) -> str:
+    """``{{ value|default_if_none:"—"|intcomma }}``."""
+    return "—" if value is None else f"{value:,}"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -26,6 +26,9 @@ GENERATOR_FILES = (
     "instances/loadgen.py",
     "instances/management/commands/generate_load_data.py",
     "instances/demo.py",
+    # How scores and monthly history are written (the dataset stores them).
+    "scoring/services.py",
+    "scoring/methodology.py",
 )
 
 

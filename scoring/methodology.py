@@ -668,6 +668,22 @@ def score_company(inputs: CompanyInputs, scheme: Scheme) -> Scorecard:
     )
 
 
+def included_totals(
+    inputs: CompanyInputs, card: Scorecard, metrics: Sequence[str]
+) -> dict[str, float | None]:
+    """Each metric summed over the instances ``card`` scored; unknown anywhere → ``None``.
+
+    Stored with each month's score, so trend and adoption pages read sums, not every instance.
+    """
+    included = set(card.instance_ids)
+    rows = [c.metrics for c in inputs.candidates if c.instance_id in included]
+    totals: dict[str, float | None] = {}
+    for metric in metrics:
+        values = [r.get(metric) for r in rows]
+        totals[metric] = None if not rows or None in values else sum(values)
+    return totals
+
+
 # --------------------------------------------------------------------------- output
 
 _NA_MEASURE = {"color": NA, "value": None, "reason": "not part of this scheme"}

@@ -113,6 +113,12 @@ class MonthlyScore(ScoreColumns):
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="monthly_scores")
     month = models.DateField()
     computed_at = models.DateTimeField(default=timezone.now)
+    totals = ScorecardJSONField(
+        null=True,
+        blank=True,
+        help_text="Each metric summed over the instances scored that month (null: not stored "
+        "yet; pages then sum the monthly usage rows)",
+    )
 
     class Meta:
         constraints = [

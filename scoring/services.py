@@ -22,7 +22,13 @@ from accounts.models import Company
 from instances.metrics import METRIC_NAMES
 from instances.models import Instance, MonthlyUsage, UsagePing
 
-from .methodology import CompanyInputs, InstanceCandidate, Scorecard, score_company
+from .methodology import (
+    CompanyInputs,
+    InstanceCandidate,
+    Scorecard,
+    included_totals,
+    score_company,
+)
 from .models import MonthlyScore, SchemeChange, ScoreSnapshot, ScoringConfig
 from .schemes import DEFAULT_SCHEME, Scheme, get_scheme
 
@@ -346,7 +352,13 @@ def monthly_scores_rebuild(
         for month, inputs in months.items():
             card = score_company(inputs, scheme)
             rows.append(
-                MonthlyScore(company_id=cid, month=month, computed_at=now, **_columns(card))
+                MonthlyScore(
+                    company_id=cid,
+                    month=month,
+                    computed_at=now,
+                    totals=included_totals(inputs, card, METRIC_NAMES),
+                    **_columns(card),
+                )
             )
     fields = [
         f.name

@@ -1,7 +1,8 @@
 """Page query counts stay fixed whatever the account's or the book's size (timings are not tested).
 
 One small load book holds an 80-instance account beside 1- and 3-instance ones; each page must
-cost the same number of queries for all of them, and no more than the issue's budget.
+cost the same number of queries for the 3- and the 80-instance account (a 1-instance account may
+skip one), and no more than the issue's budget.
 """
 
 import io
@@ -51,7 +52,9 @@ def test_c360_section_query_count_does_not_grow_with_the_account(client, book, s
     assert largest.n >= 60
     counts = {c.n: _queries(client, f"/accounts/{c.pk}/{section}") for c in book}
     assert max(counts.values()) <= C360_BUDGET, counts
-    assert counts[largest.n] <= counts[smallest.n], counts
+    # A 1-instance account may skip a query (nothing outside health measures to load); an
+    # 81-instance account must cost no more than a 3-instance one.
+    assert counts[largest.n] <= counts[typical.n] <= counts[smallest.n] + 1, counts
 
 
 @pytest.mark.parametrize("url", DASHBOARD)
