@@ -7,8 +7,6 @@ shows in a fixed number of queries, ``charts`` turns rows into Plotly figures. E
 
 from __future__ import annotations
 
-import functools
-import html
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -17,22 +15,19 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.defaultfilters import date as date_filter
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
-from django.utils.safestring import mark_safe
-from django.utils.timezone import template_localtime
-from django.utils.translation import get_language
 from django.views.decorators.http import require_http_methods, require_POST
 
 from instances.labels import label_change_apply
-from instances.models import HealthInclusion, Instance, InstanceType, LabelChange
+from instances.models import Instance, InstanceType, LabelChange
 from scoring.methodology import Scorecard
 from scoring.services import active_scheme, current_scorecard
 
-from . import charts, selectors, tables
+from . import charts, markup, selectors, tables
 from .forms import InstanceLabelForm, SentimentForm
 from .models import Company, SubscriptionStatus
 from .services import sentiment_set
@@ -467,7 +462,7 @@ def _not_production(request: HttpRequest, company: Company) -> HttpResponse:
     latest_by_instance = selectors.latest_usage(history)
     edit_next = urlencode({"next": request.get_full_path()})
     rows = [
-        _outside_row(
+        markup.outside_row(
             instance,
             latest_by_instance.get(instance.pk) or {},
             production_billable,
@@ -491,162 +486,8 @@ def _not_production(request: HttpRequest, company: Company) -> HttpResponse:
     return _page(request, "accounts/not_production.html", company, "trends", context)
 
 
-def _outside_row(
-    i: Instance, latest: dict, production_billable: int | None, *, selected: bool, edit_url
-) -> str:
-    """A row of the NOT Production table, as HTML (a large account has dozens of rows)."""
-    e = _escape
-    name = e(str(i))
-    billable = latest.get("billable_users")
-    share = (
-        f"{billable / production_billable * 100:.0f}%"
-        if billable is not None and production_billable
-        else "—"
-    )
-    opt_out = (
-        ' <span class="muted">(Opt-Out)</span>'
-        if i.health_inclusion == HealthInclusion.OPT_OUT
-        else ""
-    )
-    edit = (
-        f' · <a href="{e(edit_url)}">Edit<span class="visually-hidden"> {name}</span></a>'
-        if edit_url
-        else ""
-    )
-    return mark_safe(
-        ('<tr aria-current="true" class="is-selected">' if selected else "<tr>")
-        + f'<th scope="row" data-label="Instance">{name}'
-        f'<div class="mono small muted identity" title="{e(i.identity)}">{e(i.identity)}</div></th>'
-        f'<td data-label="Type">{e(i.get_instance_type_display())}{opt_out}</td>'
-        f'<td data-label="Version" class="nowrap">{e(i.version or "—")}</td>'
-        f'<td data-label="Last ping">{e(_day(i.last_ping_at) or "never")}</td>'
-        f'<td class="num" data-label="Billable users">{_count(billable)}</td>'
-        f'<td class="num" data-label="UMAU">{_count(latest.get("umau"))}</td>'
-        f'<td class="num" data-label="CI builds (L28)">{_count(latest.get("ci_builds_l28"))}</td>'
-        '<td class="num" data-label="vs Production" title="Billable users as a share of the '
-        f"Production instances' billable users\">{e(share)}</td>"
-        f'<td data-label=""><a href="?report=not_production&amp;instance={i.pk}">Usage'
-        f'<span class="visually-hidden"> of {name}</span></a>{edit}</td></tr>'
-    )
-
-
-def _count(value) -> str:
-    """``{{ value|default_if_none:"—"|intcomma }}``."""
-    return "—" if value is None else f"{value:,}"
-
-
 # --------------------------------------------------------------------------------------------------
 # Instance and Namespace Details, labels
-
-
-@dataclass(frozen=True)
-class InstanceRow:
-    """One row of the instances table. Its cells are built in Python (``_row_cells``): the
-    largest account has 81 rows, and ~35 template lookups a row cost most of the page's time.
-    Only the pending-change notes (few rows) go through ``_change_label.html``."""
-
-    instance: Instance
-    pending: dict
-    menu_and_name: str  # the ⋮ menu cell and the row header
-    type_cell: str
-    health_cell: str
-    other_cells: str  # version, subscription, pings
-
-
-def _day(value) -> str:
-    """``{{ value|date:"j M Y" }}``, as the template filter renders it."""
-    return _day_of(template_localtime(value).date(), get_language()) if value else ""
-
-
-@functools.lru_cache(maxsize=1024)
-def _day_of(day: date, language: str | None) -> str:
-    return date_filter(day, "j M Y")  # month names follow the active language (the cache key)
-
-
-def _escape(value) -> str:
-    """``django.utils.html.escape`` (``html.escape`` of ``str(value)``) without the SafeString."""
-    return html.escape(str(value))
-
-
-def _row_cells(
-    i: Instance,
-    *,
-    status: selectors.HealthStatus | None,
-    history: list,
-    edit_url: str | None,
-    usage_url: str,
-    is_stale: bool,
-    stale_days: int,
-) -> dict[str, str]:
-    """The row's HTML: the markup the template had, with every value escaped (``e``)."""
-    e = _escape
-    name = e(str(i))
-    history_html = (
-        '<div class="menu-history"><p class="menu-heading">Recent label changes</p>'
-        '<ul class="plain-list small">'
-        + "".join(
-            f"<li>{e(_day(c.change.requested_at))}: {e(c.field_label)} {e(c.old_label)} → "
-            f"{e(c.new_label)} by {e(c.change.author)} "
-            f"({e(c.change.get_status_display().lower())})</li>"
-            for c in history
-        )
-        + "</ul></div>"
-        if history
-        else ""
-    )
-    edit = f'<a class="menu-item" href="{e(edit_url)}">Edit</a>' if edit_url else ""
-    identity = f"namespace {i.namespace_id}" if i.is_saas else i.uuid
-    menu_and_name = (
-        '<td class="menu-cell" data-label=""><details class="row-menu">'
-        f'<summary aria-label="Actions for {name}" title="Actions">⋮</summary>'
-        f'<div class="row-menu-panel">{edit}'
-        f'<a class="menu-item" href="{e(usage_url)}">Usage of this instance</a>'
-        f"{history_html}</div></details></td>"
-        f'<th scope="row" data-label="Instance"><span class="instance-name">{name}</span>'
-        f'<div class="small muted">{e(i.get_kind_display())} · '
-        f'<span class="mono identity" title="{e(i.identity)}">{e(identity)}</span></div></th>'
-    )
-    type_cell = (
-        f'<span class="type type-{e(i.instance_type)}">{e(i.get_instance_type_display())}</span>'
-    )
-    health_cell = e(i.get_health_inclusion_display())
-    if status:
-        tick = "✓ " if status.state == "included" else ""
-        health_cell += (
-            f'<div class="health-status health-{e(status.state)} small">{tick}'
-            f"{e(status.text)}</div>"
-        )
-    if i.subscription:
-        subscription = (
-            f'<span class="mono">{e(i.subscription.name)}</span>'
-            f'<div class="muted small">{e(i.subscription.get_plan_display())}</div>'
-        )
-    else:
-        subscription = '<span class="muted">not mapped</span>'
-    if i.last_ping_at:
-        stale = (
-            f' <span class="pill pill-NA" title="No ping for more than {e(stale_days)} days">'
-            "stale</span>"
-            if is_stale
-            else ""
-        )
-        pings = (
-            f'<span title="first ping">{e(_day(i.first_ping_at) or "—")}</span> –<br>'
-            f'<span title="last ping">{e(_day(i.last_ping_at))}</span>{stale}'
-        )
-    else:
-        pings = "never"
-    other_cells = (
-        f'<td data-label="Version">{e(i.version or "—")}</td>'
-        f'<td data-label="Subscription">{subscription}</td>'
-        f'<td data-label="First / last ping" class="ping-dates">{pings}</td>'
-    )
-    return {
-        "menu_and_name": mark_safe(menu_and_name),
-        "type_cell": mark_safe(type_cell),
-        "health_cell": mark_safe(health_cell),
-        "other_cells": mark_safe(other_cells),
-    }
 
 
 def instances(request: HttpRequest, pk: int) -> HttpResponse:
@@ -657,24 +498,25 @@ def instances(request: HttpRequest, pk: int) -> HttpResponse:
     recent = [selectors.ChangeView.of(c) for c in selectors.label_changes_recent(company)]
     overview = selectors.health_overview(items, pending_changes, scheme=active_scheme())
     pending = selectors.pending_by_instance([selectors.ChangeView.of(c) for c in pending_changes])
+    notes = {
+        instance_id: {f: _pending_note(request, c) for f, c in changes.items()}
+        for instance_id, changes in pending.items()
+    }
     history = selectors.history_by_instance(recent)
     stale_before = timezone.now() - timedelta(days=settings.STALE_INSTANCE_DAYS)
     # One reverse each, not one per row: …/instances/0/edit/ → …/instances/<pk>/edit/
     edit_head, edit_tail = reverse("instance_edit", args=[company.pk, 0]).rsplit("/0/", 1)
     usage_base = reverse("account_trends", args=[company.pk]) + "?report=not_production&instance="
     rows = [
-        InstanceRow(
-            instance=i,
-            pending=pending.get(i.pk, {}),
-            **_row_cells(
-                i,
-                status=overview.statuses.get(i.pk),
-                history=history.get(i.pk, [])[:5],
-                edit_url=f"{edit_head}/{i.pk}/{edit_tail}" if can_edit else None,
-                usage_url=f"{usage_base}{i.pk}",
-                is_stale=i.last_ping_at is not None and i.last_ping_at < stale_before,
-                stale_days=settings.STALE_INSTANCE_DAYS,
-            ),
+        markup.instance_row(
+            i,
+            status=overview.statuses.get(i.pk),
+            pending=notes.get(i.pk, {}),
+            history=history.get(i.pk, [])[:5],
+            edit_url=f"{edit_head}/{i.pk}/{edit_tail}" if can_edit else None,
+            usage_url=f"{usage_base}{i.pk}",
+            is_stale=i.last_ping_at is not None and i.last_ping_at < stale_before,
+            stale_days=settings.STALE_INSTANCE_DAYS,
         )
         for i in items
     ]
@@ -686,9 +528,19 @@ def instances(request: HttpRequest, pk: int) -> HttpResponse:
         "eligible_now": [names[i] for i in overview.eligible_now],
         "eligible_after": [names[i] for i in overview.eligible_after_pending],
         "has_pending": bool(pending_changes),
-        "recent": recent,
+        "history_table": markup.label_history(recent, show_instance=True) if recent else "",
     }
     return _page(request, "accounts/instances.html", company, "instances", context)
+
+
+def _pending_note(request: HttpRequest, change: selectors.ChangeView) -> str:
+    can_apply = request.user.has_perm("instances.apply_label_change_now")
+    return markup.pending_note(
+        change,
+        apply_url=reverse("label_apply_now", args=[change.pk]) if can_apply else None,
+        csrf_token=get_token(request),
+        back=request.get_full_path(),
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -709,14 +561,18 @@ def instance_edit(request: HttpRequest, pk: int, instance_id: int) -> HttpRespon
         status = 400
     else:
         form = InstanceLabelForm(instance=instance, pending=pending)
+    history = [
+        selectors.ChangeView.of(c)
+        for c in selectors.label_changes_recent(company, instance=instance)
+    ]
     context = {
         "instance": instance,
         "form": form,
-        "pending": [selectors.ChangeView.of(c) for c in pending.values()],
-        "history": [
-            selectors.ChangeView.of(c)
-            for c in selectors.label_changes_recent(company, instance=instance)
+        "pending": [
+            (view, _pending_note(request, view))
+            for view in map(selectors.ChangeView.of, pending.values())
         ],
+        "history_table": markup.label_history(history, show_instance=False) if history else "",
         "next": _next_url(request) or "",
     }
     return _page(
