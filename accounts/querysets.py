@@ -7,6 +7,16 @@ def can_edit_any(user) -> bool:
     return user.is_active and user.has_perm("accounts.edit_any_account")
 
 
+def can_edit(user, company) -> bool:
+    """Whether ``user`` may change ``company``: ``editable_by``'s rule for one loaded account,
+    without a query (the permissions come from the user's cache)."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if can_edit_any(user):
+        return True
+    return company.csm_id == user.pk and user.has_perm("accounts.set_sentiment")
+
+
 class CompanyQuerySet(models.QuerySet):
     def owned_by(self, user):
         return self.filter(csm=user)

@@ -54,6 +54,7 @@ from scoring.schemes import (
 
 from .charts import BandRange, Marker, Point, Series
 from .models import Company, SubscriptionStatus
+from .querysets import can_edit
 
 #: Trends and adoption charts show this many calendar months, ending with the current one.
 MONTHS_SHOWN = 24
@@ -72,8 +73,8 @@ def company_get(pk: int) -> Company:
 
 
 def company_is_editable(company: Company, user) -> bool:
-    """Whether ``user`` may label instances and set sentiment here (``editable_by`` decides)."""
-    return Company.objects.editable_by(user).filter(pk=company.pk).exists()
+    """Whether ``user`` may label instances and set sentiment here (``editable_by``'s rule)."""
+    return can_edit(user, company)
 
 
 def snapshots_recent(company: Company) -> tuple[ScoreSnapshot | None, ScoreSnapshot | None]:
@@ -93,8 +94,12 @@ def subscriptions_list(company: Company) -> list:
 
 
 def instances_list(company: Company) -> list[Instance]:
-    """Every instance and namespace of the account: Production first, then by name."""
-    rows = list(Instance.objects.filter(company=company).select_related("subscription"))
+    """Every instance and namespace of the account: Production first, then by name.
+
+    Subscriptions are prefetched (a second query), not joined: an account has a few, and
+    building one per instance row cost three times the instances themselves.
+    """
+    rows = list(Instance.objects.filter(company=company).prefetch_related("subscription"))
     rows.sort(key=lambda i: (TYPE_ORDER.get(i.instance_type, 99), str(i).lower(), i.pk))
     return rows
 
@@ -104,22 +109,44 @@ def instance_type_counts(company: Company) -> dict[str, int]:
     return {r["instance_type"]: r["n"] for r in rows.annotate(n=Count("id")).order_by()}
 
 
-def label_changes_pending(company: Company, *, instance: Instance | None = None) -> list:
-    """Pending label changes on the account (or one instance), soonest first."""
+def label_changes_pending(
+    company: Company,
+    *,
+    instance: Instance | None = None,
+    instances: Mapping[int, Instance] | None = None,
+) -> list:
+    """Pending label changes on the account (or one instance), soonest first.
+
+    ``instances`` (the account's, by id) are attached instead of joined when the page has them.
+    """
     changes = LabelChange.objects.pending().filter(instance__company=company)
     if instance is not None:
         changes = changes.filter(instance=instance)
-    return list(changes.select_related("instance").order_by("effective_at", "id"))
+    return _with_instances(changes.order_by("effective_at", "id"), instances)
 
 
 def label_changes_recent(
-    company: Company, *, instance: Instance | None = None, limit: int = 40
+    company: Company,
+    *,
+    instance: Instance | None = None,
+    instances: Mapping[int, Instance] | None = None,
+    limit: int = 40,
 ) -> list:
     """The audit trail: the latest label changes on the account (or one instance)."""
     changes = LabelChange.objects.filter(instance__company=company)
     if instance is not None:
         changes = changes.filter(instance=instance)
-    return list(changes.select_related("instance", "applied_by").order_by("-requested_at")[:limit])
+    changes = changes.select_related("applied_by").order_by("-requested_at")[:limit]
+    return _with_instances(changes, instances)
+
+
+def _with_instances(changes, instances: Mapping[int, Instance] | None) -> list:
+    if instances is None:
+        return list(changes.select_related("instance"))
+    rows = list(changes)
+    for change in rows:
+        change.instance = instances[change.instance_id]
+    return rows
 
 
 def scheme_markers() -> list[Marker]:

@@ -494,8 +494,11 @@ def instances(request: HttpRequest, pk: int) -> HttpResponse:
     company = _company_for(request, pk)
     can_edit = selectors.company_is_editable(company, request.user)
     items = selectors.instances_list(company)
-    pending_changes = selectors.label_changes_pending(company)
-    recent = [selectors.ChangeView.of(c) for c in selectors.label_changes_recent(company)]
+    by_id = {i.pk: i for i in items}
+    pending_changes = selectors.label_changes_pending(company, instances=by_id)
+    recent = [
+        selectors.ChangeView.of(c) for c in selectors.label_changes_recent(company, instances=by_id)
+    ]
     overview = selectors.health_overview(items, pending_changes, scheme=active_scheme())
     pending = selectors.pending_by_instance([selectors.ChangeView.of(c) for c in pending_changes])
     notes = {
@@ -520,7 +523,7 @@ def instances(request: HttpRequest, pk: int) -> HttpResponse:
         )
         for i in items
     ]
-    names = {i.pk: str(i) for i in items}
+    names = {pk: str(i) for pk, i in by_id.items()}
     context = {
         "rows": rows,
         "can_edit": can_edit,
@@ -549,7 +552,11 @@ def instance_edit(request: HttpRequest, pk: int, instance_id: int) -> HttpRespon
     instance = get_object_or_404(
         Instance.objects.select_related("subscription"), pk=instance_id, company=company
     )
-    pending = {c.field: c for c in selectors.label_changes_pending(company, instance=instance)}
+    own = {instance.pk: instance}
+    pending = {
+        c.field: c
+        for c in selectors.label_changes_pending(company, instance=instance, instances=own)
+    }
     status = 200
     if request.method == "POST":
         form = InstanceLabelForm(request.POST, instance=instance, pending=pending)
@@ -563,7 +570,7 @@ def instance_edit(request: HttpRequest, pk: int, instance_id: int) -> HttpRespon
         form = InstanceLabelForm(instance=instance, pending=pending)
     history = [
         selectors.ChangeView.of(c)
-        for c in selectors.label_changes_recent(company, instance=instance)
+        for c in selectors.label_changes_recent(company, instance=instance, instances=own)
     ]
     context = {
         "instance": instance,
