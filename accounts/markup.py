@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from datetime import date, datetime
 
 from django.template.defaultfilters import date as date_filter
+from django.template.defaultfilters import floatformat
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timezone import localtime, template_localtime
 from django.utils.translation import get_language
 
 from instances.models import HealthInclusion, Instance, InstanceKind, InstanceType
 
-from .selectors import ChangeView, HealthStatus
+from .selectors import ChangeView, Explanation, HealthStatus, MetricRef
 
 # ``get_FOO_display`` without its per-call work (81 rows × 3 fields on the largest account).
 KIND_LABELS = dict(InstanceKind.choices)
@@ -252,4 +253,79 @@ def outside_row(
         f"Production instances' billable users\">{e(share)}</td>"
         f'<td data-label=""><a href="?report=not_production&amp;instance={i.pk}">Usage'
         f'<span class="visually-hidden"> of {name}</span></a>{edit}</td></tr>'
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Scorecard explanation
+
+
+def _metric_refs(refs: Sequence[MetricRef], metrics_url: str) -> str:
+    return " + ".join(
+        (
+            f'<a href="{e(metrics_url)}#{e(ref.name)}">{e(ref.label)}</a>'
+            if ref.in_dictionary
+            else e(ref.label)
+        )
+        + f" <code>{e(ref.name)}</code>"
+        for ref in refs
+    )
+
+
+def explanation(m: Explanation, *, metrics_url: str) -> SafeString:
+    """One measure or roll-up of the scorecard: value, inputs, thresholds, instances, pings."""
+    points = (
+        f' <span class="muted small">→ {e(floatformat(m.points, "-1"))} points</span>'
+        if m.points is not None and m.numerator_metrics
+        else ""
+    )
+    reason = (
+        f'<p class="na-reason"><strong>{"NA:" if m.color == "NA" else "Note:"}</strong> '
+        f"{e(m.reason)}</p>"
+        if m.reason
+        else ""
+    )
+    items = []
+    if m.numerator_metrics:
+        scanners = (
+            ""
+            if m.denominator_metrics
+            else ' <span class="muted">(count of scanner types with at least one scan)</span>'
+        )
+        items.append(
+            f'<dt>Numerator</dt><dd><span class="mono" data-testid="numerator-{e(m.key)}">'
+            f"{e(m.numerator_text)}</span> = "
+            f"{_metric_refs(m.numerator_metrics, metrics_url)}{scanners}</dd>"
+        )
+    if m.denominator_metrics:
+        items.append(
+            f'<dt>Denominator</dt><dd><span class="mono" data-testid="denominator-{e(m.key)}">'
+            f"{e(m.denominator_text)}</span> = "
+            f"{_metric_refs(m.denominator_metrics, metrics_url)}</dd>"
+        )
+    items.extend(f"<dt>{e(what)}</dt><dd>{e(value)}</dd>" for what, value in m.parts)
+    if m.account_age_months is not None:
+        months = "month" if m.account_age_months == 1 else "months"
+        items.append(f"<dt>Account age</dt><dd>{e(m.account_age_months)} {months}</dd>")
+    if m.thresholds:
+        items.append(f"<dt>Thresholds</dt><dd>{e(m.thresholds)}</dd>")
+    if m.instances:
+        names = ", ".join(
+            f'{e(i.name)} <span class="muted">({e(i.type_label)})</span>' for i in m.instances
+        )
+        items.append(f"<dt>Instances</dt><dd>{names}</dd>")
+    if m.pings:
+        pings = "; ".join(
+            f"{e(p.instance_name)}: {e(stamp(p.recorded_at))} UTC, GitLab {e(p.version)}"
+            for p in m.pings
+        )
+        items.append(f"<dt>Pings</dt><dd>{pings}</dd>")
+    anchor = e(m.anchor)
+    return mark_safe(
+        f'<article class="explain card" id="{anchor}" aria-labelledby="{anchor}-title">'
+        f'<header class="explain-header"><h3 id="{anchor}-title">{e(m.label)}</h3>'
+        f'<span class="pill pill-{e(m.color)}">{e(m.color)}</span>'
+        f'<span class="explain-value" data-testid="value-{e(m.key)}">{e(m.value_text)}</span>'
+        f"{points}</header>{reason}"
+        f'<dl class="explain-list">{"".join(items)}</dl></article>'
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib import messages
@@ -19,7 +20,7 @@ from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from instances.labels import label_change_apply
@@ -201,8 +202,28 @@ def scorecard(request: HttpRequest, pk: int) -> HttpResponse:
             instances=selectors.instances_list(company),
             pings=selectors.pings_by_id(ping_ids),
         )
-    context = {"snapshot": snapshot, "x": explanation}
+    context = {
+        "snapshot": snapshot,
+        "x": explanation,
+        "explained": _explained(explanation) if explanation else None,
+    }
     return _page(request, "accounts/scorecard.html", company, "scorecard", context)
+
+
+def _explained(x: selectors.ScorecardExplanation) -> dict:
+    """Each measure's explanation as HTML (``markup.explanation``), in the page's order."""
+    metrics_url = reverse("metrics_dictionary")
+
+    def html(m: selectors.Explanation) -> str:
+        return markup.explanation(m, metrics_url=metrics_url)
+
+    return {
+        "overall": [html(x.overall), html(x.product_usage), html(x.sentiment)],
+        "use_cases": [
+            (uc, html(uc.rollup) if uc.rollup else "", [html(m) for m in uc.measures])
+            for uc in x.use_cases
+        ],
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -460,7 +481,7 @@ def _not_production(request: HttpRequest, company: Company) -> HttpResponse:
         history.scores[history.months[-1]]["billable_users"] if history.months else None
     )
     latest_by_instance = selectors.latest_usage(history)
-    edit_next = urlencode({"next": request.get_full_path()})
+    edit_next = f"next={quote(request.get_full_path(), safe='/')}"  # as |urlencode renders it
     rows = [
         markup.outside_row(
             instance,
