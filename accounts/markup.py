@@ -18,14 +18,18 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.timezone import localtime, template_localtime
 from django.utils.translation import get_language
 
-from instances.models import HealthInclusion, Instance, InstanceKind, InstanceType
+from instances.models import HealthInclusion, Instance
 
-from .selectors import ChangeView, Explanation, HealthStatus, MetricRef
-
-# ``get_FOO_display`` without its per-call work (81 rows × 3 fields on the largest account).
-KIND_LABELS = dict(InstanceKind.choices)
-TYPE_LABELS = dict(InstanceType.choices)
-INCLUSION_LABELS = dict(HealthInclusion.choices)
+# The ``*_LABELS`` maps are ``get_FOO_display`` without its per-call work (81 rows × 3 fields).
+from .selectors import (
+    INCLUSION_LABELS,
+    KIND_LABELS,
+    TYPE_LABELS,
+    ChangeView,
+    Explanation,
+    HealthStatus,
+    MetricRef,
+)
 
 
 def type_label(i: Instance) -> str:
@@ -48,8 +52,13 @@ def _day_of(value: date, language: str | None) -> str:
 
 
 def stamp(value: datetime | None) -> str:
-    """``{{ value|date:"j M Y H:i" }}``."""
-    return date_filter(template_localtime(value), "j M Y H:i") if value else ""
+    """``{{ value|date:"j M Y H:i" }}`` (a scorecard names the same few pings per measure)."""
+    return _stamp_of(localtime(value), get_language()) if value else ""
+
+
+@functools.lru_cache(maxsize=4096)
+def _stamp_of(value: datetime, language: str | None) -> str:
+    return date_filter(value, "j M Y H:i")
 
 
 def count(value) -> str:

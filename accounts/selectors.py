@@ -27,6 +27,7 @@ from instances.metrics import METRIC_NAMES, METRICS_BY_NAME, SCAN_METRICS
 from instances.models import (
     HealthInclusion,
     Instance,
+    InstanceKind,
     InstanceType,
     LabelChange,
     LabelField,
@@ -61,6 +62,8 @@ MONTHS_SHOWN = 24
 COLOR_RANK = {"Red": 0, "Yellow": 1, "Green": 2}
 TYPE_ORDER = {value: n for n, value in enumerate(InstanceType.values)}
 TYPE_LABELS = dict(InstanceType.choices)
+KIND_LABELS = dict(InstanceKind.choices)
+INCLUSION_LABELS = dict(HealthInclusion.choices)
 
 
 # ==================================================================================================
@@ -529,7 +532,7 @@ def instance_ref(instance: Instance) -> InstanceRef:
         instance.pk,
         str(instance),
         TYPE_LABELS.get(instance.instance_type, instance.instance_type),
-        instance.get_kind_display(),
+        KIND_LABELS.get(instance.kind, instance.kind),
     )
 
 
