@@ -77,6 +77,7 @@ class Company(models.Model):
     )
     sentiment_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The account or its data last changed (``CompanyQuerySet.touch``): the cache version.
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = CompanyQuerySet.as_manager()

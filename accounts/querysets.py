@@ -1,6 +1,7 @@
 """Who may see and change which accounts: the one place the ownership rules live."""
 
-from django.db import models
+from django.db import models, transaction
+from django.utils import timezone
 
 
 def can_edit_any(user) -> bool:
@@ -18,6 +19,20 @@ def can_edit(user, company) -> bool:
 
 
 class CompanyQuerySet(models.QuerySet):
+    def touch(self) -> int:
+        """Mark these accounts' data as changed (their instances, pings, labels or scores).
+
+        ``updated_at`` is the version of an account's cached C360 parts (``accounts.fragments``):
+        every write that changes what those pages show calls this in its own transaction. Rows
+        are locked in id order first, as scoring locks them, so concurrent writers cannot
+        deadlock on several accounts.
+        """
+        with transaction.atomic():
+            ids = list(self.select_for_update().order_by("id").values_list("id", flat=True))
+            if not ids:
+                return 0
+            return self.model.objects.filter(id__in=ids).update(updated_at=timezone.now())
+
     def owned_by(self, user):
         return self.filter(csm=user)
 

@@ -7,7 +7,8 @@ shows in a fixed number of queries, ``charts`` turns rows into Plotly figures. E
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import InitVar, dataclass, field
 from datetime import date, timedelta
 from urllib.parse import quote
 
@@ -20,6 +21,7 @@ from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import json_script
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -28,7 +30,7 @@ from instances.models import Instance, InstanceType, LabelChange
 from scoring.methodology import Scorecard
 from scoring.services import active_scheme, current_scorecard
 
-from . import charts, markup, selectors, tables
+from . import charts, fragments, markup, selectors, tables
 from .forms import InstanceLabelForm, SentimentForm
 from .models import Company, SubscriptionStatus
 from .services import sentiment_set
@@ -97,19 +99,28 @@ def _as_of_title(title: str, as_of: date | None) -> str:
 
 @dataclass(frozen=True)
 class ChartBlock:
-    """One chart on a page, with the data behind it as a table (also for screen readers)."""
+    """One chart on a page, with the data behind it as a table (also for screen readers).
+
+    The table's HTML and the figure's ``<script type="application/json">`` are written once,
+    here, so a cached block costs nothing more to print.
+    """
 
     chart_id: str
     title: str
     figure: dict | None
     empty: str
-    headers: tuple[tables.Cell, ...] = ()
-    rows: list[list[tables.Cell]] = field(default_factory=list)
+    headers: InitVar[tuple[tables.Cell, ...]] = ()
+    rows: InitVar[Sequence[Sequence[tables.Cell]]] = ()
     note: str = ""
+    table_html: str = field(init=False, default="")
+    figure_script: str = field(init=False, default="")
 
-    @property
-    def table_html(self) -> str:
-        return tables.table_html(self.headers, self.rows)
+    def __post_init__(self, headers, rows) -> None:
+        if rows:
+            object.__setattr__(self, "table_html", tables.table_html(headers, rows))
+        if self.figure and self.figure.get("data"):
+            script = json_script(self.figure, f"{self.chart_id}-data")
+            object.__setattr__(self, "figure_script", script)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -126,6 +137,16 @@ def _summary_page(
     request: HttpRequest, company: Company, sentiment_form: SentimentForm, *, status: int = 200
 ) -> HttpResponse:
     can_edit = selectors.company_is_editable(company, request.user)
+    context = fragments.cached(company, "summary", lambda: _summary_parts(company))
+    context = {
+        **context,
+        "can_edit": can_edit,
+        "sentiment_form": sentiment_form if can_edit else None,
+    }
+    return _page(request, "accounts/summary.html", company, "summary", context, status=status)
+
+
+def _summary_parts(company: Company) -> dict:
     snapshot, previous = selectors.snapshots_recent(company)
     card = Scorecard.from_dict(snapshot.detail) if snapshot else None
     before = Scorecard.from_dict(previous.detail) if previous else None
@@ -134,7 +155,7 @@ def _summary_page(
     counts = selectors.instance_type_counts(company)
     pending = [selectors.ChangeView.of(c) for c in selectors.label_changes_pending(company)]
     lu = card.measures.get("license_utilization") if card else None
-    context = {
+    return {
         "snapshot": snapshot,
         "previous": previous,
         "card": card,
@@ -156,11 +177,8 @@ def _summary_page(
         ],
         "instance_total": sum(counts.values()),
         "pending": pending,
-        "can_edit": can_edit,
-        "sentiment_form": sentiment_form if can_edit else None,
         "sentiment_result": card.csm_sentiment if card else None,
     }
-    return _page(request, "accounts/summary.html", company, "summary", context, status=status)
 
 
 @require_POST
@@ -190,6 +208,11 @@ def sentiment(request: HttpRequest, pk: int) -> HttpResponse:
 
 def scorecard(request: HttpRequest, pk: int) -> HttpResponse:
     company = _company_for(request, pk)
+    context = fragments.cached(company, "scorecard", lambda: _scorecard_parts(company))
+    return _page(request, "accounts/scorecard.html", company, "scorecard", context)
+
+
+def _scorecard_parts(company: Company) -> dict:
     snapshot, card = current_scorecard(company)
     explanation = None
     if card is not None:
@@ -202,12 +225,11 @@ def scorecard(request: HttpRequest, pk: int) -> HttpResponse:
             instances=selectors.instances_list(company),
             pings=selectors.pings_by_id(ping_ids),
         )
-    context = {
+    return {
         "snapshot": snapshot,
         "x": explanation,
         "explained": _explained(explanation) if explanation else None,
     }
-    return _page(request, "accounts/scorecard.html", company, "scorecard", context)
 
 
 def _explained(x: selectors.ScorecardExplanation) -> dict:
@@ -236,6 +258,19 @@ def adoption(request: HttpRequest, pk: int) -> HttpResponse:
     report = selectors.ADOPTION_BY_KEY.get(key)
     if report is None:
         raise Http404("No such report.")
+    chart_block = fragments.cached(
+        company, f"adoption:{report.key}", lambda: _adoption_block(company, report)
+    )
+    context = {
+        "reports": selectors.ADOPTION_REPORTS,
+        "report": report,
+        "cb": chart_block,
+        "months_shown": selectors.MONTHS_SHOWN,
+    }
+    return _page(request, "accounts/adoption.html", company, "adoption", context)
+
+
+def _adoption_block(company: Company, report: selectors.RatioReport) -> ChartBlock:
     history = selectors.monthly_history(company, card_paths=selectors.ratio_card_paths(report))
     spec, rows = selectors.ratio_rows(history, report)
     points = [charts.Point(r.month, r.value, r.color) for r in rows]
@@ -262,14 +297,7 @@ def adoption(request: HttpRequest, pk: int) -> HttpResponse:
             else "Context only: not a health measure in the active scheme."
         ),
     )
-    context = {
-        "reports": selectors.ADOPTION_REPORTS,
-        "report": report,
-        "cb": chart_block,
-        "history": history,
-        "months_shown": selectors.MONTHS_SHOWN,
-    }
-    return _page(request, "accounts/adoption.html", company, "adoption", context)
+    return chart_block
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,6 +312,20 @@ def trends(request: HttpRequest, pk: int) -> HttpResponse:
     report = selectors.TREND_BY_KEY.get(key)
     if report is None:
         raise Http404("No such report.")
+    blocks = fragments.cached(
+        company, f"trends:{report.key}", lambda: _trend_blocks(company, report)
+    )
+    context = {
+        "reports": selectors.TREND_REPORTS,
+        "report_key": report.key,
+        "report": report,
+        "blocks": blocks,
+        "months_shown": selectors.MONTHS_SHOWN,
+    }
+    return _page(request, "accounts/trends.html", company, "trends", context)
+
+
+def _trend_blocks(company: Company, report: selectors.TrendReport) -> list[ChartBlock]:
     history = selectors.monthly_history(company, card_paths=selectors.trend_card_paths(report))
     markers = selectors.scheme_markers()
     months = list(history.months)
@@ -336,15 +378,7 @@ def trends(request: HttpRequest, pk: int) -> HttpResponse:
                 f"{history.scheme.score_thresholds if history.scheme else ''}.",
             )
         )
-    context = {
-        "reports": selectors.TREND_REPORTS,
-        "report_key": report.key,
-        "report": report,
-        "blocks": blocks,
-        "history": history,
-        "months_shown": selectors.MONTHS_SHOWN,
-    }
-    return _page(request, "accounts/trends.html", company, "trends", context)
+    return blocks
 
 
 def _license_blocks(history: selectors.MonthlyHistory, markers) -> list[ChartBlock]:
@@ -408,12 +442,32 @@ def _lu_note(bands_text: str, reasons: list[str]) -> str:
 
 def _not_production(request: HttpRequest, company: Company) -> HttpResponse:
     """Usage of every instance outside health measures: what to review before labeling one."""
+    can_edit = selectors.company_is_editable(company, request.user)
+    path = request.get_full_path()
+    raw_id = request.GET.get("instance") or ""
+    context = fragments.cached(
+        company,
+        "not_production",
+        lambda: _not_production_parts(company, raw_id, can_edit=can_edit, path=path),
+        raw_id,
+        can_edit,
+        path,
+    )
+    context = {
+        **context,
+        "reports": selectors.TREND_REPORTS,
+        "report_key": selectors.NOT_PRODUCTION,
+        "can_edit": can_edit,
+        "months_shown": selectors.MONTHS_SHOWN,
+    }
+    return _page(request, "accounts/not_production.html", company, "trends", context)
+
+
+def _not_production_parts(company: Company, raw_id: str, *, can_edit: bool, path: str) -> dict:
     instances = selectors.instances_list(company)
     outside = selectors.outside_health(instances)
     markers = selectors.scheme_markers()
-    can_edit = selectors.company_is_editable(company, request.user)
     selected = None
-    raw_id = request.GET.get("instance")
     if raw_id:
         try:
             selected = next(i for i in instances if i.pk == int(raw_id))
@@ -481,7 +535,7 @@ def _not_production(request: HttpRequest, company: Company) -> HttpResponse:
         history.scores[history.months[-1]]["billable_users"] if history.months else None
     )
     latest_by_instance = selectors.latest_usage(history)
-    edit_next = f"next={quote(request.get_full_path(), safe='/')}"  # as |urlencode renders it
+    edit_next = f"next={quote(path, safe='/')}"  # as |urlencode renders it
     rows = [
         markup.outside_row(
             instance,
@@ -494,17 +548,7 @@ def _not_production(request: HttpRequest, company: Company) -> HttpResponse:
         )
         for instance in outside
     ]
-    context = {
-        "reports": selectors.TREND_REPORTS,
-        "report_key": selectors.NOT_PRODUCTION,
-        "blocks": blocks,
-        "history": history,
-        "outside_rows": rows,
-        "selected": selected,
-        "can_edit": can_edit,
-        "months_shown": selectors.MONTHS_SHOWN,
-    }
-    return _page(request, "accounts/not_production.html", company, "trends", context)
+    return {"blocks": blocks, "outside_rows": rows, "selected": selected}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -514,6 +558,25 @@ def _not_production(request: HttpRequest, company: Company) -> HttpResponse:
 def instances(request: HttpRequest, pk: int) -> HttpResponse:
     company = _company_for(request, pk)
     can_edit = selectors.company_is_editable(company, request.user)
+    can_apply = request.user.has_perm("instances.apply_label_change_now")
+    back = request.get_full_path()
+    context = fragments.cached(
+        company,
+        "instances",
+        lambda: _instances_parts(company, can_edit=can_edit, can_apply=can_apply, back=back),
+        can_edit,
+        can_apply,
+        back,
+    )
+    context = {
+        **context,
+        "rows": [fragments.csrf_fill(row, request) for row in context["rows"]],
+        "can_edit": can_edit,
+    }
+    return _page(request, "accounts/instances.html", company, "instances", context)
+
+
+def _instances_parts(company: Company, *, can_edit: bool, can_apply: bool, back: str) -> dict:
     items = selectors.instances_list(company)
     by_id = {i.pk: i for i in items}
     pending_changes = selectors.label_changes_pending(company, instances=by_id)
@@ -522,8 +585,14 @@ def instances(request: HttpRequest, pk: int) -> HttpResponse:
     ]
     overview = selectors.health_overview(items, pending_changes, scheme=active_scheme())
     pending = selectors.pending_by_instance([selectors.ChangeView.of(c) for c in pending_changes])
+    # The request's CSRF token goes in when the rows are served (fragments.csrf_fill).
     notes = {
-        instance_id: {f: _pending_note(request, c) for f, c in changes.items()}
+        instance_id: {
+            f: _pending_note(
+                c, can_apply=can_apply, csrf_token=fragments.CSRF_PLACEHOLDER, back=back
+            )
+            for f, c in changes.items()
+        }
         for instance_id, changes in pending.items()
     }
     history = selectors.history_by_instance(recent)
@@ -545,25 +614,24 @@ def instances(request: HttpRequest, pk: int) -> HttpResponse:
         for i in items
     ]
     names = {pk: str(i) for pk, i in by_id.items()}
-    context = {
+    return {
         "rows": rows,
-        "can_edit": can_edit,
         "overview": overview,
         "eligible_now": [names[i] for i in overview.eligible_now],
         "eligible_after": [names[i] for i in overview.eligible_after_pending],
         "has_pending": bool(pending_changes),
         "history_table": markup.label_history(recent, show_instance=True) if recent else "",
     }
-    return _page(request, "accounts/instances.html", company, "instances", context)
 
 
-def _pending_note(request: HttpRequest, change: selectors.ChangeView) -> str:
-    can_apply = request.user.has_perm("instances.apply_label_change_now")
+def _pending_note(
+    change: selectors.ChangeView, *, can_apply: bool, csrf_token: str, back: str
+) -> str:
     return markup.pending_note(
         change,
         apply_url=reverse("label_apply_now", args=[change.pk]) if can_apply else None,
-        csrf_token=get_token(request),
-        back=request.get_full_path(),
+        csrf_token=csrf_token,
+        back=back,
     )
 
 
@@ -597,7 +665,15 @@ def instance_edit(request: HttpRequest, pk: int, instance_id: int) -> HttpRespon
         "instance": instance,
         "form": form,
         "pending": [
-            (view, _pending_note(request, view))
+            (
+                view,
+                _pending_note(
+                    view,
+                    can_apply=request.user.has_perm("instances.apply_label_change_now"),
+                    csrf_token=get_token(request),
+                    back=request.get_full_path(),
+                ),
+            )
             for view in map(selectors.ChangeView.of, pending.values())
         ],
         "history_table": markup.label_history(history, show_instance=False) if history else "",

@@ -14,6 +14,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.models import Company
+
 from .models import (
     HealthInclusion,
     Instance,
@@ -95,6 +97,8 @@ def label_change_request(
         if pending is not None:
             pending.superseded_by = change
             pending.save(update_fields=["superseded_by"])
+        if instance.company_id:
+            Company.objects.filter(pk=instance.company_id).touch()  # pages show pending edits
         if schedule and change.is_pending:
             _schedule(change)
     return change
@@ -150,6 +154,8 @@ def label_change_apply(
             )
         Instance.objects.filter(pk=change.instance_id).update(**updates)
         company_id = change.instance.company_id
+        if company_id:
+            Company.objects.filter(pk=company_id).touch()
         if company_id and refresh:
             from scoring.tasks import refresh_companies
 

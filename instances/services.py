@@ -28,7 +28,7 @@ from django.db import DataError, IntegrityError, connection, models, transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
-from accounts.models import Subscription
+from accounts.models import Company, Subscription
 
 from .metrics import METRIC_NAMES
 from .models import (
@@ -218,6 +218,8 @@ def pings_store(*, inputs: Sequence[PingInput], source: str, refresh: bool = Tru
         try:
             with transaction.atomic():
                 summary = _store(inputs, source)
+                if not refresh:
+                    Company.objects.filter(id__in=summary.company_ids).touch()
                 if refresh:
                     # A ping changes its own month's history only: rescore from that month on
                     # (unless it moved an instance or attached waiting pings: then all of it).
@@ -783,13 +785,15 @@ def monthly_refresh(*, pings: Iterable[UsagePing], instances: dict | None = None
 def companies_refresh_queue(
     *, company_ids: Iterable[int], reason: str = "new ping", since: date | None = None
 ) -> None:
-    """Queue ONE score refresh for these companies once the current transaction commits.
+    """Queue ONE score refresh for these companies once the current transaction commits, and
+    mark their data as changed now (``CompanyQuerySet.touch``).
 
     ``since``: only monthly history from that date's month on needs rescoring (default: all).
     """
     ids = sorted(set(company_ids))
     if not ids:
         return
+    Company.objects.filter(id__in=ids).touch()  # in the caller's transaction: pages see it too
     from scoring.tasks import refresh_companies
 
     month = since.isoformat() if since else None

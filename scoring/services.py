@@ -254,10 +254,12 @@ def _score_locked(company_ids: Sequence[int], *, scheme: Scheme, as_of: date, re
             )
         )
     if new:
-        ScoreSnapshot.objects.filter(
-            company_id__in=[s.company_id for s in new], is_current=True
-        ).update(is_current=False)
+        changed = [s.company_id for s in new]
+        ScoreSnapshot.objects.filter(company_id__in=changed, is_current=True).update(
+            is_current=False
+        )
         ScoreSnapshot.objects.bulk_create(new, batch_size=500)
+        Company.objects.filter(id__in=changed).touch()  # rows locked above: the cache version
     return len(new)
 
 
@@ -385,6 +387,7 @@ def monthly_scores_rebuild(
             unique_fields=["company", "month"],
             update_fields=fields,
         )
+        Company.objects.filter(id__in=company_ids).touch()  # the C360 pages' cache version
     return len(rows)
 
 

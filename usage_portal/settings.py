@@ -186,6 +186,29 @@ STALE_INSTANCE_DAYS = env_int("STALE_INSTANCE_DAYS", 60)
 SCORING_SCHEME = os.environ.get("SCORING_SCHEME", "")  # empty: the scheme chosen in the admin
 EXPORT_DIR = Path(os.environ.get("EXPORT_DIR", VAR_DIR / "exports"))
 
+# --- Cache ---------------------------------------------------------------------------------------
+# The C360 sections' heavy parts (accounts/fragments.py), keyed by each account's data version
+# (Company.updated_at), so a stale entry is never served; the timeout bounds what depends on the
+# clock (an instance turning stale). With Redis, web processes share entries (CACHE_URL, default
+# REDIS_URL); without it each process keeps its own in memory. 0 turns the cache off.
+C360_CACHE_SECONDS = env_int("C360_CACHE_SECONDS", 600)
+CACHE_URL = os.environ.get("CACHE_URL", "") or os.environ.get("REDIS_URL", "")
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "usage-portal"),
+        }
+        if CACHE_URL
+        else {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "usage-portal",
+            "OPTIONS": {"MAX_ENTRIES": 2000},
+        }
+    )
+}
+
 # --- Celery ------------------------------------------------------------------------------------
 
 REDIS_URL = os.environ.get("REDIS_URL", "")

@@ -1,0 +1,71 @@
+"""The C360 sections' heavy parts, cached per account and data version.
+
+A section's rows, charts and explanations depend only on the account's data, so they are built
+once per version and reused: the key holds ``Company.updated_at``, which every write that changes
+what these pages show moves forward in its own transaction (``CompanyQuerySet.touch``: pings,
+mappings, imports, label requests and applies, sentiment, score refreshes). A page reads the
+account row anyway, so finding its version costs no query, and an entry built from older data is
+never served once the change is committed. ``C360_CACHE_SECONDS`` bounds what depends on the
+clock rather than the data (an instance turning stale after 60 days); 0 turns caching off.
+
+What differs between people is in the key (``variant``: may they edit, apply now) or is put in
+afterwards: the CSRF token is a placeholder in the cached HTML (``csrf_fill``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.conf import settings
+from django.core.cache import cache
+from django.middleware.csrf import get_token
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import get_language
+
+from .models import Company
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+#: Stands for the request's CSRF token in cached HTML.
+CSRF_PLACEHOLDER = "csrf-token-placeholder-6f1d"
+
+
+def key(company: Company, part: str, *variant) -> str:
+    """``c360:<account>:<version>:<part>:<digest of variant and language>``."""
+    version = company.updated_at.timestamp() if company.updated_at else 0
+    detail = hashlib.blake2b(repr((variant, get_language())).encode(), digest_size=12).hexdigest()
+    return f"c360:{company.pk}:{version:.6f}:{part}:{detail}"
+
+
+def cached(company: Company, part: str, build: Callable[[], T], *variant) -> T:
+    """``build()``'s result for this account version, from the cache when it is there.
+
+    The cache is a speed-up, never a dependency: if it fails, the part is built and served.
+    """
+    seconds = settings.C360_CACHE_SECONDS
+    if seconds <= 0:
+        return build()
+    name = key(company, part, *variant)
+    try:
+        hit = cache.get(name)
+    except Exception:  # an unreachable cache must not take the page down
+        logger.warning("C360 cache unavailable; building %s", name, exc_info=True)
+        return build()
+    if hit is not None:
+        return hit
+    value = build()
+    try:
+        cache.set(name, value, seconds)
+    except Exception:
+        logger.warning("C360 cache unavailable; not keeping %s", name, exc_info=True)
+    return value
+
+
+def csrf_fill(html: str, request) -> SafeString:
+    """Cached HTML with the request's CSRF token where the placeholder is."""
+    if CSRF_PLACEHOLDER not in html:
+        return html
+    return mark_safe(html.replace(CSRF_PLACEHOLDER, get_token(request)))

@@ -1,0 +1,200 @@
+"""The C360 sections' cached parts: reused while an account's data is unchanged, rebuilt the
+moment a write commits, never shared between people who see different things.
+
+No test clears the cache: keys hold each account's version, so a test's entries are its own
+(and clearing a Redis cache would also empty the broker the worker tests use).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts import fragments
+from accounts.models import Company
+from accounts.services import sentiment_set
+from instances.labels import label_change_apply, label_change_request
+from instances.models import Instance
+from scoring.services import companies_refresh
+from tests.factories import store_ping
+from tests.test_c360_views import _client, build_account
+
+SECTIONS = (
+    "",
+    "scorecard/",
+    "adoption/",
+    "trends/",
+    "trends/?report=license",
+    "trends/?report=not_production",
+    "instances/",
+)
+
+
+@pytest.fixture
+def account(db, csm):
+    return build_account("cached", instances=4, pings=6, csm=csm)
+
+
+def _get(client, company: Company, section: str) -> tuple[str, int]:
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(f"/accounts/{company.pk}/{section}")
+    assert response.status_code == 200
+    return response.content.decode(), len(captured)
+
+
+def _csrf_free(html: str) -> str:
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_a_second_view_reuses_the_parts_and_shows_the_same_page(account, ops, section):
+    client = _client(ops)
+    client.get("/")  # the session and permission caches exist
+    first, cold = _get(client, account, section)
+    second, warm = _get(client, account, section)
+    assert _csrf_free(second) == _csrf_free(first)
+    assert warm < cold, (cold, warm)
+
+
+def test_turned_off_every_view_builds_the_parts(account, ops, settings):
+    settings.C360_CACHE_SECONDS = 0
+    client = _client(ops)
+    client.get("/")
+    _, first = _get(client, account, "instances/")
+    _, second = _get(client, account, "instances/")
+    assert first == second
+
+
+def test_a_label_edit_shows_at_once_on_every_section(account, ops, csm):
+    client = _client(ops)
+    unknown = Instance.objects.filter(company=account, instance_type="unknown").first()
+    before = {s: _get(client, account, s)[0] for s in ("", "instances/")}
+    assert "Pending" not in before["instances/"]
+
+    label_change_request(
+        instance=unknown, field="instance_type", value="non_production", by=csm, schedule=False
+    )
+
+    instances_html, _ = _get(client, account, "instances/")
+    assert "Pending</span> → <strong>Non-Production</strong>" in instances_html
+    summary_html, _ = _get(client, account, "")
+    assert "1 label change pending" in summary_html
+
+
+def test_an_applied_label_moves_the_instance_out_of_not_production(account, ops, csm):
+    client = _client(ops)
+    unknown = Instance.objects.filter(company=account, instance_type="unknown").first()
+    html, _ = _get(client, account, "trends/?report=not_production")
+    assert f"instance={unknown.pk}" in html
+    change = label_change_request(
+        instance=unknown, field="instance_type", value="production", by=csm, schedule=False
+    )
+    label_change_apply(change_id=change.pk, via="now", force=True, refresh=False)
+
+    html, _ = _get(client, account, "trends/?report=not_production")
+    assert f"instance={unknown.pk}" not in html
+
+
+def test_a_new_ping_and_its_score_refresh_show_at_once(account, ops):
+    client = _client(ops)
+    production = Instance.objects.filter(company=account, instance_type="production").first()
+    _get(client, account, "instances/")
+    _get(client, account, "scorecard/")
+
+    store_ping(
+        production,
+        recorded_at=timezone.now(),
+        version="17.9.2-ee",
+        metrics={"billable_users": 97},
+        refresh=False,
+    )
+    assert "17.9.2-ee" in _get(client, account, "instances/")[0]
+
+    companies_refresh(company_ids=[account.pk], reason="test")
+    scorecard, _ = _get(client, account, "scorecard/")
+    assert re.search(r'data-testid="numerator-license_utilization">97<', scorecard)
+
+
+def test_sentiment_shows_at_once(account, ops, csm):
+    client = _client(ops)
+    red = 'pill pill-Red">Red</span><span class="explain-value" data-testid="value-csm_sentiment"'
+    assert red not in _get(client, account, "scorecard/")[0]
+    sentiment_set(company=account, sentiment="Red", note="Escalation open.", by=csm)
+    assert "Escalation open." in _get(client, account, "")[0]
+    companies_refresh(company_ids=[account.pk], reason="sentiment")
+    assert red in _get(client, account, "scorecard/")[0]
+
+
+def test_people_who_may_not_edit_never_get_the_editors_rows(account, ops, viewer):
+    ops_html, _ = _get(_client(ops), account, "instances/")
+    viewer_html, _ = _get(_client(viewer), account, "instances/")
+    assert ">Edit</a>" in ops_html
+    assert ">Edit</a>" not in viewer_html
+    viewer_np, _ = _get(_client(viewer), account, "trends/?report=not_production")
+    assert "/edit/" not in viewer_np
+
+
+def test_cached_forms_carry_each_visitors_own_csrf_token(account, ops, csm):
+    unknown = Instance.objects.filter(company=account, instance_type="unknown").first()
+    change = label_change_request(
+        instance=unknown, field="instance_type", value="obsolete", by=csm, schedule=False
+    )
+    url = reverse("account_instances", args=[account.pk])
+    _client(ops).get(url)  # someone else's visit fills the cache
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(ops)
+    html = client.get(url).content.decode()
+    assert fragments.CSRF_PLACEHOLDER not in html
+    token = re.search(
+        r'class="inline-form apply-now-form"><input type="hidden" '
+        r'name="csrfmiddlewaretoken" value="([^"]+)"',
+        html,
+    ).group(1)
+    response = client.post(
+        reverse("label_apply_now", args=[change.pk]), {"csrfmiddlewaretoken": token, "next": url}
+    )
+    assert response.status_code == 302
+    change.refresh_from_db()
+    assert change.status == "applied"
+
+
+def test_a_broken_cache_serves_the_page_uncached(account, ops, monkeypatch):
+    def down(*args, **kwargs):
+        raise ConnectionError("cache unreachable")
+
+    monkeypatch.setattr(fragments.cache, "get", down)
+    monkeypatch.setattr(fragments.cache, "set", down)
+    html, _ = _get(_client(ops), account, "instances/")
+    assert "gitlab0.cached.example.com" in html
+
+
+def test_touch_moves_the_version_of_exactly_those_accounts(account, db):
+    other = build_account("other", instances=1, pings=1)
+    before = {c.pk: c.updated_at for c in Company.objects.all()}
+    Company.objects.filter(pk=account.pk).touch()
+    after = {c.pk: c.updated_at for c in Company.objects.all()}
+    assert after[account.pk] > before[account.pk]
+    assert after[other.pk] == before[other.pk]
+    assert fragments.key(Company.objects.get(pk=account.pk), "x") != fragments.key(
+        Company(pk=account.pk, updated_at=before[account.pk]), "x"
+    )
+
+
+def test_the_key_tells_variants_and_versions_apart(account):
+    later = Company(pk=account.pk, updated_at=account.updated_at + timedelta(microseconds=1))
+    keys = {
+        fragments.key(account, "instances", True, True, "/a"),
+        fragments.key(account, "instances", False, True, "/a"),
+        fragments.key(account, "instances", True, True, "/b"),
+        fragments.key(later, "instances", True, True, "/a"),
+        fragments.key(account, "scorecard"),
+    }
+    assert len(keys) == 5
