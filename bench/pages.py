@@ -57,11 +57,14 @@ REPORTS = (
 )
 TARGETS = {
     "c360": {"median": "<= 50", "p95": "<= 100", "x floor": "<= 3", "queries": "<= 12"},
+    # The first view after the account's data changed: built from the database, not the cache.
+    "c360_cold": {"median": "<= 50", "p95": "<= 100", "x floor": None, "queries": "<= 12"},
     "dashboard": {"median": "<= 100", "p95": None, "x floor": None, "queries": None},
     "report": {"median": None, "p95": None, "x floor": None, "queries": None},
     "floor": {"median": None, "p95": None, "x floor": None, "queries": None},
 }
 UNITS = {"median": "ms", "p95": "ms", "x floor": "x", "queries": "queries"}
+FLOOR_URL = "/bench/floor/"
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Page:
     url: str
     user: str  # "ops" | "csm"
     kind: str  # key of TARGETS
+    company_id: int | None = None  # cold pages: the account whose data "changes" before each
 
 
 @dataclass
@@ -79,10 +83,15 @@ class Timing:
     queries: int | None = None
     samples: list[float] | None = None  # ms
     note: str = ""
+    floor_samples: list[float] | None = None  # the floor, timed between this page's requests
 
     @property
     def median(self) -> float:
         return statistics.median(self.samples) if self.samples else float("nan")
+
+    @property
+    def floor_median(self) -> float | None:
+        return statistics.median(self.floor_samples) if self.floor_samples else None
 
     @property
     def p95(self) -> float:
@@ -115,9 +124,7 @@ def sample_accounts() -> list[tuple[str, int, int]]:
 
 
 def page_list(accounts: list[tuple[str, int, int]]) -> list[Page]:
-    pages = [
-        Page("pages: floor", "floor (base.html, no view queries)", "/bench/floor/", "ops", "floor")
-    ]
+    pages = [Page("pages: floor", "floor (base.html, no view queries)", FLOOR_URL, "ops", "floor")]
     for subject, url, user in DASHBOARD:
         pages.append(Page("pages: dashboard", subject, url, user, "dashboard"))
     for label, pk, n in accounts:
@@ -125,6 +132,12 @@ def page_list(accounts: list[tuple[str, int, int]]) -> list[Page]:
         for section, url in sections:
             subject = f"{section} · {label} ({n} instances)"
             pages.append(Page("pages: C360", subject, url.format(pk=pk), "ops", "c360"))
+    for label, pk, n in accounts[:1]:  # the largest, first view after each change
+        for section, url in C360_SECTIONS + C360_TOGGLES:
+            subject = f"{section} · {label} ({n} instances), first view after a change"
+            pages.append(
+                Page("pages: C360 cold", subject, url.format(pk=pk), "ops", "c360_cold", pk)
+            )
     for subject, url, user in REPORTS:
         pages.append(Page("pages: reports", subject, url, user, "report"))
     return pages
@@ -155,29 +168,48 @@ def _client(username: str):
     return client
 
 
-def time_page(client, url: str, *, requests: int, warmups: int) -> Timing:
+def time_page(
+    client, url: str, *, requests: int, warmups: int, floor_url: str | None, change=None
+) -> Timing:
+    """Median, p95 and queries of ``url``; the floor page is timed between its requests, so
+    the ratio compares the two under the same load. ``change`` runs before each request,
+    untimed (cold pages: the account's data just changed)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    before = change or (lambda: None)
     try:
         for _ in range(warmups):
+            before()
             response = client.get(url)
             if response.status_code != 200:
                 return _refusal(response)
+        before()
         with CaptureQueriesContext(connection) as captured:
             response = client.get(url)
         queries = len(captured.captured_queries)
-        samples = []
+        samples, floor = [], []
         for _ in range(requests):
+            before()
             t0 = time.perf_counter()
             response = client.get(url)
             samples.append((time.perf_counter() - t0) * 1000)
             if response.status_code != 200:
                 return _refusal(response)
+            if floor_url:
+                t0 = time.perf_counter()
+                client.get(floor_url)
+                floor.append((time.perf_counter() - t0) * 1000)
     except Exception as exc:  # a page under construction must not stop the run
         first_line = (str(exc).strip().splitlines() or [""])[0]
         return Timing(500, note=f"raised {type(exc).__name__}: {first_line[:100]}")
-    return Timing(200, queries, samples)
+    return Timing(200, queries, samples, floor_samples=floor or None)
+
+
+def _touch(company_id: int):
+    from accounts.models import Company
+
+    return lambda: Company.objects.filter(pk=company_id).touch()
 
 
 def _refusal(response) -> Timing:
@@ -210,7 +242,14 @@ def measure(results: Results, *, requests: int, warmups: int, profile_dir: Path 
     slow: list[tuple[Page, Timing]] = []
     for page in pages:
         t0 = time.perf_counter()
-        timing = time_page(clients[page.user], page.url, requests=requests, warmups=warmups)
+        timing = time_page(
+            clients[page.user],
+            page.url,
+            requests=requests,
+            warmups=warmups,
+            floor_url=None if page.kind == "floor" else FLOOR_URL,
+            change=_touch(page.company_id) if page.company_id else None,
+        )
         if page.kind == "floor":
             floor = timing.median
         _record(results, page, timing, floor)
@@ -219,6 +258,11 @@ def measure(results: Results, *, requests: int, warmups: int, profile_dir: Path 
             + (
                 f"median {timing.median:7.1f} ms  p95 {timing.p95:7.1f} ms  "
                 f"{timing.queries:3d} queries"
+                + (
+                    f"  {timing.median / timing.floor_median:4.1f}x floor"
+                    if timing.floor_median
+                    else ""
+                )
                 if timing.samples
                 else timing.note
             )
@@ -242,6 +286,7 @@ def _record(results: Results, page: Page, timing: Timing, floor: float | None) -
             timing.note or f"HTTP {timing.status}",
         )
         return
+    floor = timing.floor_median or floor  # the floor timed alongside this page, if it was
     ratio = timing.median / floor if floor else float("nan")
     values = {
         "median": timing.median,

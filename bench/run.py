@@ -366,6 +366,11 @@ def _meta(args, db_url: str, redis_url: str) -> dict:
         "notes": [
             "server time measured in-process (Django test Client, full middleware stack)",
             "targets are the issue's; figures without a target are context (holds: null)",
+            "x floor: a page's median over the floor page's median, the floor timed between "
+            "that page's own requests (same load, same moment)",
+            "C360 pages are timed as CSMs load them (after 3 warm-up views, so the account's "
+            "cached parts are there); 'C360 cold' pages are the first view after the account's "
+            "data changed (its version moved before every request)",
             "machine shared with other work: see load_average_at_start",
         ],
     }
