@@ -22,9 +22,10 @@ from accounts.models import Company
 from accounts.services import sentiment_set
 from instances.labels import label_change_apply, label_change_request
 from instances.models import Instance
+from scoring.models import MonthlyScore
 from scoring.services import companies_refresh
 from tests.factories import store_ping
-from tests.test_c360_views import _client, build_account
+from tests.test_c360_views import _client, _figures, build_account
 
 SECTIONS = (
     "",
@@ -198,3 +199,19 @@ def test_the_key_tells_variants_and_versions_apart(account):
         fragments.key(account, "scorecard"),
     }
     assert len(keys) == 5
+
+
+def test_stored_monthly_totals_draw_what_summing_the_usage_rows_draws(account, ops):
+    """Months scored before totals were stored fall back to summing every instance's usage:
+    both ways give the same charts and tables."""
+    client = _client(ops)
+    sections = ("adoption/", "adoption/?report=ci_builds_per_user", "trends/", "trends/?report=cd")
+    assert MonthlyScore.objects.filter(company=account, totals__isnull=False).exists()
+    stored = {s: _csrf_free(_get(client, account, s)[0]) for s in sections}
+    MonthlyScore.objects.filter(company=account).update(totals=None)
+    Company.objects.filter(pk=account.pk).touch()
+    account.refresh_from_db()
+    summed = {s: _csrf_free(_get(client, account, s)[0]) for s in sections}
+    assert summed == stored
+    drawn = _figures(stored["trends/"])
+    assert any(y is not None for f in drawn.values() for t in f["data"] for y in t.get("y", []))

@@ -16,6 +16,7 @@ from scoring.methodology import (
     Scorecard,
     account_age_months,
     api_health_payload,
+    included_totals,
     monthly_buckets,
     roll_up,
     score_company,
@@ -928,3 +929,32 @@ def test_api_health_payload_nulls_without_data():
         "reason": "no product usage or CSM sentiment data",
     }
     assert payload["measures"]["license_utilization"]["reason"] == "no Production instance"
+
+
+# --------------------------------------------------------------------------- stored monthly totals
+
+
+def test_totals_sum_only_the_instances_the_scorecard_used():
+    prod = instance(1, billable_users=120, ci_builds_l28=900)
+    second = instance(2, billable_users=30, ci_builds_l28=100)
+    other = instance(3, instance_type="non_production", billable_users=5000, ci_builds_l28=7)
+    inputs = company(prod, second, other)
+    card = score_company(inputs, get_scheme(HANDBOOK))
+    assert set(card.instance_ids) == {1, 2}
+    totals = included_totals(inputs, card, ("billable_users", "ci_builds_l28"))
+    assert totals == {"billable_users": 150, "ci_builds_l28": 1000}
+
+
+def test_a_total_is_unknown_when_any_scored_instance_did_not_report_it():
+    inputs = company(instance(1, deployments_l28=None), instance(2, deployments_l28=4))
+    card = score_company(inputs, get_scheme(HANDBOOK))
+    totals = included_totals(inputs, card, ("deployments_l28", "umau"))
+    assert totals["deployments_l28"] is None
+    assert totals["umau"] == 2 * healthy_metrics()["umau"]
+
+
+def test_no_scored_instance_means_no_totals():
+    inputs = company(instance(1, instance_type="unknown", billable_users=10))
+    card = score_company(inputs, get_scheme(HANDBOOK))
+    assert card.instance_ids == ()
+    assert included_totals(inputs, card, ("billable_users",)) == {"billable_users": None}
