@@ -51,6 +51,8 @@ class Series:
     points: Sequence[Point]
     color: str | None = None
     dash: bool = False
+    #: Drawn against a second y-axis on the right (a total far larger than the other series).
+    right_axis: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,8 +274,10 @@ def lines(
     y_title: str,
     unit: Unit = "count",
     markers: Sequence[Marker] = (),
+    right_title: str = "",
 ) -> dict | None:
-    """Several series over months (users, builds, …), one line each."""
+    """Several series over months (users, builds, …), one line each; ``right_axis`` series
+    against a second axis titled ``right_title``."""
     if not any(p.value is not None for s in series for p in s.points):
         return None
     scale = _scale(unit)
@@ -292,15 +296,24 @@ def lines(
                 "marker": {"size": 6, "color": color},
                 "connectgaps": False,
                 "hovertemplate": f"%{{y:{_hover_format(unit)}}}{suffix}<extra>{s.name}</extra>",
+                **({"yaxis": "y2"} if s.right_axis else {}),
             }
         )
     months = [p.month for s in series for p in s.points]
-    return {
-        "data": data,
-        "layout": _layout(
-            months, y_title=y_title, unit=unit, markers=markers, show_legend=len(series) > 1
-        ),
-    }
+    layout = _layout(
+        months, y_title=y_title, unit=unit, markers=markers, show_legend=len(series) > 1
+    )
+    if any(s.right_axis for s in series):
+        layout["yaxis2"] = {
+            **layout["yaxis"],
+            "title": {"text": right_title},
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+            "zeroline": False,
+        }
+        layout["margin"] = {**layout["margin"], "r": 64}
+    return {"data": data, "layout": layout}
 
 
 def stacked_bars(

@@ -9,14 +9,17 @@ never served once the change is committed. ``C360_CACHE_SECONDS`` bounds what de
 clock rather than the data (an instance turning stale after 60 days); 0 turns caching off.
 
 What differs between people is in the key (``variant``: may they edit, apply now) or is put in
-afterwards: the CSRF token is a placeholder in the cached HTML (``csrf_fill``).
+afterwards: the CSRF token is a placeholder in the cached HTML (``csrf_fill``). The key also
+holds a digest of the code that builds the parts (``code_version``), so a deploy starts afresh.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from django.conf import settings
@@ -33,11 +36,25 @@ T = TypeVar("T")
 CSRF_PLACEHOLDER = "csrf-token-placeholder-6f1d"
 
 
+@functools.cache
+def code_version() -> str:
+    """A digest of the code and templates that build the parts: a deploy starts afresh (an
+    entry built by older code could hold other markup, or objects of another shape)."""
+    digest = hashlib.blake2b(digest_size=8)
+    root = Path(settings.BASE_DIR)
+    for folder in ("accounts", "instances", "scoring", "templates"):
+        for path in sorted((root / folder).rglob("*")):
+            if path.suffix in (".py", ".html") and "migrations" not in path.parts:
+                digest.update(path.relative_to(root).as_posix().encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def key(company: Company, part: str, *variant) -> str:
-    """``c360:<account>:<version>:<part>:<digest of variant and language>``."""
+    """``c360:<code>:<account>:<version>:<part>:<digest of variant and language>``."""
     version = company.updated_at.timestamp() if company.updated_at else 0
     detail = hashlib.blake2b(repr((variant, get_language())).encode(), digest_size=12).hexdigest()
-    return f"c360:{company.pk}:{version:.6f}:{part}:{detail}"
+    return f"c360:{code_version()}:{company.pk}:{version:.6f}:{part}:{detail}"
 
 
 def cached(company: Company, part: str, build: Callable[[], T], *variant) -> T:

@@ -1259,6 +1259,7 @@ def billable_by_instance(
         ],
         color="#1f1f2e",
         dash=True,
+        right_axis=True,  # usually far above any other instance: their lines keep their scale
     )
     return months, [*series, production]
 

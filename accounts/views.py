@@ -518,7 +518,12 @@ def _not_production_parts(company: Company, raw_id: str, *, can_edit: bool, path
             ChartBlock(
                 "not-production-billable",
                 _as_of_title("Billable users by instance", history.as_of),
-                charts.lines(series, y_title="billable users", markers=markers)
+                charts.lines(
+                    series,
+                    y_title="billable users",
+                    right_title="Production total",
+                    markers=markers,
+                )
                 if outside
                 else None,
                 "Every instance of this account is Production and in health measures."
@@ -527,7 +532,8 @@ def _not_production_parts(company: Company, raw_id: str, *, can_edit: bool, path
                 f"{selectors.MONTHS_SHOWN} months.",
                 headers,
                 rows,
-                note="The dashed line is the Production total the health measures used.",
+                note="The dashed line, on the right-hand axis, is the Production total the "
+                "health measures used.",
             )
         )
 

@@ -518,6 +518,10 @@ def test_not_production_report_shows_each_other_instance_and_one_in_detail(small
     figure = _figures(html)["not-production-billable"]
     names = [t["name"] for t in figure["data"]]
     assert any(str(other) in n for n in names) and "Production (health measures)" in names
+    # The Production total has an axis of its own, so small instances are not flattened.
+    on_right = [t["name"] for t in figure["data"] if t.get("yaxis") == "y2"]
+    assert on_right == ["Production (health measures)"]
+    assert figure["layout"]["yaxis2"]["overlaying"] == "y"
 
     detail = _html(_client(csm).get(url + f"&instance={other.pk}"))
     figures = _figures(detail)

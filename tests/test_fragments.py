@@ -189,6 +189,30 @@ def test_touch_moves_the_version_of_exactly_those_accounts(account, db):
     )
 
 
+def test_a_change_to_the_code_starts_a_new_cache(account, monkeypatch):
+    before = fragments.key(account, "instances")
+    monkeypatch.setattr(fragments, "code_version", lambda: "another-deploy")
+    assert fragments.key(account, "instances") != before
+    assert len(fragments.code_version()) > 0
+
+
+def test_the_code_digest_covers_the_templates_and_views(settings, tmp_path):
+    fragments.code_version.cache_clear()
+    try:
+        real = fragments.code_version()
+        for folder in ("accounts", "instances", "scoring", "templates"):
+            (tmp_path / folder).mkdir()
+        (tmp_path / "templates" / "page.html").write_text("<p>one</p>")
+        settings.BASE_DIR = tmp_path
+        fragments.code_version.cache_clear()
+        one = fragments.code_version()
+        (tmp_path / "templates" / "page.html").write_text("<p>two</p>")
+        fragments.code_version.cache_clear()
+        assert fragments.code_version() not in (one, real)
+    finally:
+        fragments.code_version.cache_clear()
+
+
 def test_the_key_tells_variants_and_versions_apart(account):
     later = Company(pk=account.pk, updated_at=account.updated_at + timedelta(microseconds=1))
     keys = {
