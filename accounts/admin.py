@@ -3,6 +3,31 @@ from django.contrib import admin
 from .models import Company, Subscription
 
 
+class AccountDataAdmin(admin.ModelAdmin):
+    """For rows an account's pages show (its instances, its subscriptions): an edit moves the
+    account's data version (``CompanyQuerySet.touch``), a delete also rescores the account."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        Company.objects.filter(pk=obj.company_id).touch()
+
+    def delete_model(self, request, obj):
+        company_id = obj.company_id
+        super().delete_model(request, obj)
+        _rescore([company_id], "deleted in the admin")
+
+    def delete_queryset(self, request, queryset):
+        company_ids = set(queryset.values_list("company_id", flat=True))
+        super().delete_queryset(request, queryset)
+        _rescore(company_ids, "deleted in the admin")
+
+
+def _rescore(company_ids, reason: str) -> None:
+    from instances.services import companies_refresh_queue
+
+    companies_refresh_queue(company_ids=[c for c in company_ids if c], reason=reason)
+
+
 class SubscriptionInline(admin.TabularInline):
     """Shown for reference; edits go through the subscription's own page, which rescores."""
 
@@ -47,7 +72,7 @@ class CompanyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(AccountDataAdmin):
     list_display = ("name", "company", "plan", "licensed_seats", "deployment", "status", "end_date")
     list_filter = ("plan", "deployment", "status")
     search_fields = ("name", "company__name", "company__crm_account_id")
@@ -60,10 +85,10 @@ class SubscriptionAdmin(admin.ModelAdmin):
         return ("company",) if obj is not None else ()
 
     def save_model(self, request, obj, form, change):
-        from instances.services import companies_refresh_queue, subscription_attach_waiting
+        from instances.services import subscription_attach_waiting
 
         super().save_model(request, obj, form, change)
         if not change:
             subscription_attach_waiting(subscription=obj)
         # Seats and plan feed License Utilization and DevSecOps: rescore the account.
-        companies_refresh_queue(company_ids=[obj.company_id], reason="subscription edited")
+        _rescore([obj.company_id], "subscription edited")

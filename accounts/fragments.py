@@ -52,9 +52,9 @@ def code_version() -> str:
 
 def key(company: Company, part: str, *variant) -> str:
     """``c360:<code>:<account>:<version>:<part>:<digest of variant and language>``."""
-    version = company.updated_at.timestamp() if company.updated_at else 0
+    version = company.updated_at.isoformat() if company.updated_at else "-"
     detail = hashlib.blake2b(repr((variant, get_language())).encode(), digest_size=12).hexdigest()
-    return f"c360:{code_version()}:{company.pk}:{version:.6f}:{part}:{detail}"
+    return f"c360:{code_version()}:{company.pk}:{version}:{part}:{detail}"
 
 
 def cached(company: Company, part: str, build: Callable[[], T], *variant) -> T:

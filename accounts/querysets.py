@@ -25,10 +25,14 @@ class CompanyQuerySet(models.QuerySet):
         ``updated_at`` is the version of an account's cached C360 parts (``accounts.fragments``):
         every write that changes what those pages show calls this in its own transaction. Rows
         are locked in id order first, as scoring locks them, so concurrent writers cannot
-        deadlock on several accounts.
+        deadlock on several accounts. ``no_key``: a writer that inserted rows pointing at the
+        account (monthly rows, scores) holds a KEY SHARE lock on it once its foreign keys are
+        checked (at commit, or at once with immediate constraints), which FOR UPDATE would wait
+        on: two such writers would deadlock.
         """
         with transaction.atomic():
-            ids = list(self.select_for_update().order_by("id").values_list("id", flat=True))
+            rows = self.select_for_update(no_key=True).order_by("id")
+            ids = list(rows.values_list("id", flat=True))
             if not ids:
                 return 0
             return self.model.objects.filter(id__in=ids).update(updated_at=timezone.now())

@@ -262,7 +262,7 @@ def monthly_history(
         usage = _monthly_usage(company, start, None, METRIC_NAMES)
     if usage_of is not None:
         for key, row in _monthly_usage(company, start, usage_of, fields).items():
-            usage.setdefault(key, row)  # an all-metrics row (above) has these metrics too
+            usage[key] = {**usage.get(key, {}), **row}
     months = tuple(sorted(scores))
     as_of = max((r["as_of"] for r in scores.values() if r["as_of"]), default=None)
     scheme = scheme_for(scores[months[-1]]["scheme"]) if months else None

@@ -97,6 +97,7 @@ def subscriptions_import(*, rows: list[SubscriptionRow]) -> ImportSummary:
             sub = existing.get(row.name)
             if sub is None:
                 sub = existing[row.name] = Subscription.objects.create(name=row.name, **values)
+                company_ids.add(company.pk)  # its Summary lists subscriptions and seats
                 summary.created += 1
                 touched.append(sub)
                 continue

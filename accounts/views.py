@@ -443,15 +443,17 @@ def _lu_note(bands_text: str, reasons: list[str]) -> str:
 def _not_production(request: HttpRequest, company: Company) -> HttpResponse:
     """Usage of every instance outside health measures: what to review before labeling one."""
     can_edit = selectors.company_is_editable(company, request.user)
-    path = request.get_full_path()
     raw_id = request.GET.get("instance") or ""
+    # Edit links come back here; built from the parameters that matter, so that other query
+    # strings neither reach the cached links nor make entries of their own.
+    path = f"{request.path}?report={selectors.NOT_PRODUCTION}"
+    path += f"&instance={quote(raw_id)}" if raw_id else ""
     context = fragments.cached(
         company,
         "not_production",
         lambda: _not_production_parts(company, raw_id, can_edit=can_edit, path=path),
         raw_id,
         can_edit,
-        path,
     )
     context = {
         **context,
@@ -565,14 +567,13 @@ def instances(request: HttpRequest, pk: int) -> HttpResponse:
     company = _company_for(request, pk)
     can_edit = selectors.company_is_editable(company, request.user)
     can_apply = request.user.has_perm("instances.apply_label_change_now")
-    back = request.get_full_path()
+    back = request.path  # where apply-now returns; the page takes no parameters
     context = fragments.cached(
         company,
         "instances",
         lambda: _instances_parts(company, can_edit=can_edit, can_apply=can_apply, back=back),
         can_edit,
         can_apply,
-        back,
     )
     context = {
         **context,

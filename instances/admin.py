@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.utils.html import format_html
 
+from accounts.admin import AccountDataAdmin
 from accounts.models import Subscription
 
 from .labels import label_change_apply, label_change_request
@@ -86,7 +87,7 @@ class LicenseAdmin(admin.ModelAdmin):
 
 
 @admin.register(Instance)
-class InstanceAdmin(admin.ModelAdmin):
+class InstanceAdmin(AccountDataAdmin):
     list_display = (
         "__str__",
         "kind",

@@ -221,7 +221,7 @@ def _score(company_ids: Sequence[int], *, scheme: Scheme, as_of: date, reason: s
     """
     with transaction.atomic():
         list(
-            Company.objects.select_for_update()
+            Company.objects.select_for_update(no_key=True)  # as CompanyQuerySet.touch locks
             .filter(id__in=company_ids)
             .order_by("id")
             .values_list("id", flat=True)

@@ -239,3 +239,67 @@ def test_stored_monthly_totals_draw_what_summing_the_usage_rows_draws(account, o
     assert summed == stored
     drawn = _figures(stored["trends/"])
     assert any(y is not None for f in drawn.values() for t in f["data"] for y in t.get("y", []))
+
+
+def test_not_production_detail_works_while_months_lack_stored_totals(account, ops):
+    MonthlyScore.objects.filter(company=account).update(totals=None)
+    Company.objects.filter(pk=account.pk).touch()
+    account.refresh_from_db()
+    other = Instance.objects.filter(company=account).exclude(instance_type="production").first()
+    html, _ = _get(_client(ops), account, f"trends/?report=not_production&instance={other.pk}")
+    assert f"not-production-{other.pk}-0" in html and "data as of" in html
+
+
+def test_other_query_strings_share_the_cached_parts(account, ops):
+    client = _client(ops)
+    _, cold = _get(client, account, "instances/")
+    _, warm = _get(client, account, "instances/?utm_source=mail")
+    assert warm < cold
+    html, _ = _get(client, account, "trends/?report=not_production&x=1")
+    assert "x=1" not in html  # edit links come back to the report, not to stray parameters
+
+
+def test_a_new_subscription_shows_on_the_summary_at_once(account, ops):
+    from accounts.importers import SubscriptionRow
+    from accounts.services import subscriptions_import
+
+    client = _client(ops)
+    assert "A-S-NEW-1" not in _get(client, account, "")[0]
+    row = SubscriptionRow(
+        line=2,
+        name="A-S-NEW-1",
+        crm_account_id=account.crm_account_id,
+        plan="premium",
+        licensed_seats=25,
+        start_date=None,
+        end_date=None,
+        status="active",
+        deployment="self-managed",
+        arr=None,
+    )
+    summary = subscriptions_import(rows=[row])
+    assert summary.created == 1
+    account.refresh_from_db()
+    assert "A-S-NEW-1" in _get(client, account, "")[0]
+
+
+def test_admin_edits_and_deletes_of_instances_show_at_once(account, ops, rf):
+    from django.contrib import admin
+
+    from instances.admin import InstanceAdmin
+
+    client = _client(ops)
+    model_admin = InstanceAdmin(Instance, admin.site)
+    request = rf.post("/admin/")
+    request.user = ops
+    inst = Instance.objects.filter(company=account, instance_type="unknown").first()
+    _get(client, account, "instances/")
+
+    inst.hostname = "renamed.example.com"
+    model_admin.save_model(request, inst, form=None, change=True)
+    account.refresh_from_db()
+    assert "renamed.example.com" in _get(client, account, "instances/")[0]
+
+    model_admin.delete_queryset(request, Instance.objects.filter(pk=inst.pk))
+    account.refresh_from_db()
+    assert "renamed.example.com" not in _get(client, account, "instances/")[0]
