@@ -301,6 +301,12 @@ class UnmappedLicenseTable(tables.Table):
         names = [r["instance__hostname"] or r["instance__uuid"] for r in rows]
         return ", ".join(names) or "—"
 
+    def _csrf_token(self) -> str:
+        """One masked token for the page's forms (``get_token`` draws a new mask each call)."""
+        if getattr(self, "_token", None) is None:
+            self._token = get_token(self.request)
+        return self._token
+
     def render_map(self, record):
         action = reverse("license_map", args=[record["license"]])
         return format_html(
@@ -310,7 +316,7 @@ class UnmappedLicenseTable(tables.Table):
             'placeholder="A-S00012345" aria-label="Subscription for license {key}">'
             '<button type="submit" class="button small primary">Map</button></form>',
             action=action,
-            token=get_token(self.request),
+            token=self._csrf_token(),
             value=record["subscription_name"] or "",
             key=short_key(record["md5"] or record["sha256"]),
         )
