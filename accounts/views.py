@@ -1,8 +1,11 @@
 """Account C360 pages: Summary, User Adoption Metrics, Usage Trends, Instances, Scorecard.
 
 Thin views: an access helper returns the account or raises 404/403, selectors load what the page
-shows in a fixed number of queries, ``charts`` turns rows into Plotly figures. Every write checks
-``Company.objects.editable_by`` (ops: every account; a CSM: their own; a viewer: none).
+shows in a fixed number of queries, ``charts`` turns rows into Plotly figures and ``markup`` the
+large tables into HTML. Each section's builder (``_summary_parts``, ``_trend_blocks``, …) is
+what ``fragments.cached`` keeps per account data version; what depends on the visitor stays
+outside it or in its key. Every write checks ``Company.objects.editable_by`` (ops: every
+account; a CSM: their own; a viewer: none).
 """
 
 from __future__ import annotations
