@@ -105,12 +105,13 @@ class ChartBlock:
     """One chart on a page, with the data behind it as a table (also for screen readers).
 
     The table's HTML and the figure's ``<script type="application/json">`` are written once,
-    here, so a cached block costs nothing more to print.
+    here, and only they are kept: a cached block costs nothing more to print, nor twice the
+    space. No ``figure_script`` means nothing to draw (``empty`` says why).
     """
 
     chart_id: str
     title: str
-    figure: dict | None
+    figure: InitVar[dict | None]
     empty: str
     headers: InitVar[tuple[tables.Cell, ...]] = ()
     rows: InitVar[Sequence[Sequence[tables.Cell]]] = ()
@@ -118,11 +119,11 @@ class ChartBlock:
     table_html: str = field(init=False, default="")
     figure_script: str = field(init=False, default="")
 
-    def __post_init__(self, headers, rows) -> None:
+    def __post_init__(self, figure, headers, rows) -> None:
         if rows:
             object.__setattr__(self, "table_html", tables.table_html(headers, rows))
-        if self.figure and self.figure.get("data"):
-            script = json_script(self.figure, f"{self.chart_id}-data")
+        if figure and figure.get("data"):
+            script = json_script(figure, f"{self.chart_id}-data")
             object.__setattr__(self, "figure_script", script)
 
 
