@@ -23,9 +23,9 @@ from . import procs
 
 MARKER_TABLE = "bench_dataset"
 GENERATOR_FILES = (
-    "instances/loadgen.py",
+    "usage_portal/sampledata/loadgen.py",
+    "usage_portal/sampledata/demo.py",
     "instances/management/commands/generate_load_data.py",
-    "instances/demo.py",
     # How scores and monthly history are written (the dataset stores them).
     "scoring/services.py",
     "scoring/methodology.py",

@@ -49,7 +49,7 @@ def payloads(chosen: list[dict], *, base: datetime, step: timedelta = timedelta(
     ``base + n * step`` with the metrics of its latest ping."""
     from instances.metrics import METRIC_NAMES
     from instances.models import UsagePing
-    from instances.payloads import build_payload
+    from usage_portal.sampledata.payloads import build_payload
 
     latest = {
         row["instance_id"]: row

@@ -203,7 +203,7 @@ def _write_payloads(
     import orjson
 
     from instances.metrics import METRIC_NAMES
-    from instances.payloads import build_payload
+    from usage_portal.sampledata.payloads import build_payload
 
     folder.mkdir(parents=True)
     start = datetime.now(UTC) - timedelta(weeks=per_instance + 1)

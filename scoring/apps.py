@@ -6,6 +6,6 @@ class ScoringConfig(AppConfig):
     verbose_name = "Scoring"
 
     def ready(self) -> None:
-        from .tables import install_signature_cache
+        from usage_portal.web.dashboard.tables import install_signature_cache
 
         install_signature_cache()

@@ -5,9 +5,9 @@ from datetime import date
 from celery import shared_task
 
 from instances.labels import label_change_apply, label_changes_apply_due
+from instances.rules import labeling_rules_run
 
 from . import services
-from .rules import labeling_rules_run
 
 RETRY = {"autoretry_for": services.RETRYABLE_ERRORS, "max_retries": 3, "retry_backoff": True}
 

@@ -66,8 +66,8 @@ def store_ping(
 
     from instances.models import UsagePing
     from instances.parsing import parse_ping
-    from instances.payloads import build_payload
     from instances.services import PingInput, pings_store
+    from usage_portal.sampledata.payloads import build_payload
 
     if isinstance(instance_or_uuid, Instance):
         uuid, hostname = instance_or_uuid.uuid, instance_or_uuid.hostname

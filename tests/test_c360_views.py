@@ -16,7 +16,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Company, Subscription
-from accounts.selectors import format_value
 from instances.labels import label_change_request
 from instances.metrics import METRIC_NAMES, METRICS_BY_NAME, SCAN_METRICS
 from instances.models import Instance, LabelChange, MonthlyUsage, UsagePing
@@ -24,6 +23,7 @@ from instances.services import monthly_refresh
 from scoring.methodology import account_age_months, score_company
 from scoring.models import MonthlyScore, SchemeChange, ScoreSnapshot
 from scoring.services import active_scheme, companies_refresh, load_inputs
+from usage_portal.web.c360.selectors import format_value
 
 MAX_QUERIES = 12
 TYPES = ("non_production", "unknown", "obsolete", "geo_secondary")

@@ -17,7 +17,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts import fragments
 from accounts.models import Company
 from accounts.services import sentiment_set
 from instances.labels import label_change_apply, label_change_request
@@ -26,6 +25,7 @@ from scoring.models import MonthlyScore
 from scoring.services import companies_refresh
 from tests.factories import store_ping
 from tests.test_c360_views import _client, _figures, build_account
+from usage_portal.web.c360 import fragment_cache as fragments
 
 SECTIONS = (
     "",

@@ -23,10 +23,10 @@ from instances.models import (
     UsagePing,
 )
 from instances.parsing import decode_body, parse_ping
-from instances.payloads import build_payload
 from instances.services import PingInput, pings_store
+from usage_portal.sampledata.payloads import build_payload
 
-PINGS = Path(__file__).resolve().parents[2] / "shared" / "data" / "pings"
+PINGS = Path(__file__).resolve().parent / "data" / "pings"
 FIXTURE = PINGS / "gitlab-spec-fixture_sql_metrics_queries_ee_circa-v15.0.json"
 UUID = "5f0c2f4e-6b1a-4d0e-9d7b-0c1f2e3d4a5b"
 HOST = "gitlab.acme.example"

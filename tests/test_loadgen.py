@@ -14,10 +14,10 @@ from django.core.management import CommandError, call_command
 from django.db.models import Count, Max, Min
 
 from accounts.models import Company, Subscription
-from instances.loadgen import build_load_book, version_facts
 from instances.metrics import METRIC_NAMES
 from instances.models import Instance, LabelChange, License, MonthlyUsage, UsagePing
 from scoring.models import ScoreSnapshot
+from usage_portal.sampledata.loadgen import build_load_book, version_facts
 
 END = date(2026, 3, 1)
 ARGS = {"companies": 60, "weeks": 12, "namespaces": 20, "csms": 4, "end": END}

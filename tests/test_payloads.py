@@ -11,11 +11,10 @@ import pytest
 
 from instances.metrics import METRIC_NAMES
 from instances.parsing import ParsedPing, decode_body, flatten, parse_ping
-from instances.payloads import KEYTREE_PATH, build_payload
+from usage_portal.sampledata.payloads import KEYTREE_PATH, build_payload
 
 FIXTURE = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
+    Path(__file__).resolve().parent
     / "data"
     / "pings"
     / "gitlab-spec-fixture_sql_metrics_queries_ee_circa-v15.0.json"

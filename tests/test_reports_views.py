@@ -26,13 +26,13 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from accounts.models import CSM_OWNED_SEGMENTS, Company, Subscription
-from instances.filters import release_n_behind, releases_behind
 from instances.metrics import METRICS
 from instances.models import Instance, License, RejectedPayload, UsagePing
 from scoring.models import ScoreSnapshot
 from scoring.services import active_scheme
-from scoring.tables import percent
 from tests.conftest import PASSWORD
+from usage_portal.web.dashboard.tables import percent
+from usage_portal.web.reports.selectors import release_n_behind, releases_behind
 
 SEGMENTS = ("Strategic", "Growth", "Scale", "Digital")
 COLORS = ("Red", "Yellow", "Green")
@@ -713,7 +713,7 @@ def test_login_with_password_works_for_every_role(client, ops, csm, viewer, db):
 
 
 def test_versions_chart_is_a_plain_figure_with_titled_axes():
-    from instances.charts import versions_chart
+    from usage_portal.web.reports.charts import versions_chart
 
     assert versions_chart([]) is None
     figure = versions_chart(

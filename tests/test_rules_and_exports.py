@@ -10,14 +10,14 @@ from django.utils import timezone
 
 from instances.labels import label_change_request
 from instances.models import LabelChange
-from instances.services import ingest_token_create
-from scoring.exports import instance_types_export_write
-from scoring.rules import (
+from instances.rules import (
     SINGLE_INSTANCE_RULE,
     UTILIZATION_RULE,
     RuleInstance,
     rule_decisions,
 )
+from instances.services import ingest_token_create
+from scoring.exports import instance_types_export_write
 from scoring.services import companies_refresh
 from tests.factories import CompanyFactory, InstanceFactory, SubscriptionFactory, store_ping
 

@@ -7,10 +7,10 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 
 from accounts.models import Company, Subscription
-from instances.demo import build_book
 from instances.models import Instance, LabelChange, MonthlyUsage, UsagePing
 from instances.parsing import parse_version
 from scoring.models import ScoreSnapshot
+from usage_portal.sampledata.demo import build_book
 
 
 def _counts():

@@ -4,11 +4,11 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts import views as c360
-from instances import reports
-from instances import views as ingest
-from scoring import api
-from scoring import views as scoring_views
+from usage_portal.web.api import views as api
+from usage_portal.web.c360 import views as c360
+from usage_portal.web.dashboard import views as scoring_views
+from usage_portal.web.ingest import views as ingest
+from usage_portal.web.reports import views as reports
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),

@@ -12,13 +12,13 @@ from django.db import transaction
 from accounts.importers import CompanyRow, LicenseMappingRow, SubscriptionRow
 from accounts.models import Company
 from accounts.services import companies_import, license_mappings_import, subscriptions_import
-from instances.demo import build_book, iter_ping_kwargs, iter_saas_rows
 from instances.labels import label_change_apply, label_change_request
 from instances.models import Instance, InstanceKind, LabelChange, PingSource
 from instances.parsing import parse_ping
-from instances.payloads import build_payload
 from instances.saas import parse_saas_row
 from instances.services import PingInput, pings_store
+from usage_portal.sampledata.demo import build_book, iter_ping_kwargs, iter_saas_rows
+from usage_portal.sampledata.payloads import build_payload
 
 DEMO_USERS = (
     # username, full name, role, is_staff

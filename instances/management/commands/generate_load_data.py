@@ -27,16 +27,6 @@ from django.core.management.color import no_style
 from django.db import connection, transaction
 
 from accounts.models import Company, Subscription
-from instances.demo import version_at
-from instances.loadgen import (
-    MONTHLY_COLUMNS,
-    PING_COLUMNS,
-    BookIds,
-    LoadBook,
-    PingRows,
-    build_load_book,
-    version_facts,
-)
 from instances.models import (
     Instance,
     LabelChange,
@@ -44,6 +34,16 @@ from instances.models import (
     License,
     MonthlyUsage,
     UsagePing,
+)
+from usage_portal.sampledata.demo import version_at
+from usage_portal.sampledata.loadgen import (
+    MONTHLY_COLUMNS,
+    PING_COLUMNS,
+    BookIds,
+    LoadBook,
+    PingRows,
+    build_load_book,
+    version_facts,
 )
 
 APPS = ("accounts", "instances", "scoring")

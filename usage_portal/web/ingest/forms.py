@@ -8,9 +8,14 @@ from django import forms
 from django.conf import settings
 from django.db import DataError
 
-from .models import PingSource
-from .parsing import PayloadError, PingRejected, inflate_body, loads_json, parse_ping
-from .services import PingInput, companies_refresh_queue, pings_store, rejected_payload_keep
+from instances.models import PingSource
+from instances.parsing import PayloadError, PingRejected, inflate_body, loads_json, parse_ping
+from instances.services import (
+    PingInput,
+    companies_refresh_queue,
+    pings_store,
+    rejected_payload_keep,
+)
 
 
 class MultipleFileInput(forms.ClearableFileInput):

@@ -20,6 +20,9 @@ from django.views.decorators.http import require_http_methods
 from django_tables2 import RequestConfig
 
 from accounts.models import Subscription
+from instances.metrics import METRICS, Metric
+from instances.models import License, MappingSource, RejectedPayload
+from instances.services import license_map as license_map_service
 from scoring.schemes import (
     ADOPTION_USE_CASES,
     LICENSED_SEATS,
@@ -28,10 +31,9 @@ from scoring.schemes import (
     Scheme,
 )
 from scoring.services import active_scheme
-from scoring.views import CsmDefaultFilterView
-
-from . import charts
-from .filters import (
+from usage_portal.web.dashboard.views import CsmDefaultFilterView
+from usage_portal.web.reports import charts
+from usage_portal.web.reports.selectors import (
     BurndownFilter,
     VersionsFilter,
     accounts_without_usage,
@@ -46,10 +48,7 @@ from .filters import (
     unmapped_licenses,
     version_counts,
 )
-from .metrics import METRICS, Metric
-from .models import License, MappingSource, RejectedPayload
-from .services import license_map as license_map_service
-from .tables import (
+from usage_portal.web.reports.tables import (
     BurndownTable,
     NamespaceTable,
     NoUsageTable,

@@ -6,8 +6,14 @@ from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 from django_tables2.export.views import ExportMixin
 
-from .filters import COLOR_FILTERS, DashboardFilter, dashboard_accounts, is_csm, with_csm_default
-from .tables import DashboardTable, TwoStepPaginator
+from usage_portal.web.dashboard.filters import (
+    COLOR_FILTERS,
+    DashboardFilter,
+    dashboard_accounts,
+    is_csm,
+    with_csm_default,
+)
+from usage_portal.web.dashboard.tables import DashboardTable, TwoStepPaginator
 
 EXPORT_FORMATS = ("csv", "xlsx")
 

@@ -21,7 +21,7 @@ from django.utils.translation import get_language
 from instances.models import HealthInclusion, Instance
 
 # The ``*_LABELS`` maps are ``get_FOO_display`` without its per-call work (81 rows × 3 fields).
-from .selectors import (
+from usage_portal.web.c360.selectors import (
     INCLUSION_LABELS,
     KIND_LABELS,
     TYPE_LABELS,

@@ -22,7 +22,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from .demo import (
+from instances.metrics import METRIC_NAMES, METRICS
+from instances.parsing import parse_version
+from usage_portal.sampledata.demo import (
     _NAMES,
     SEGMENTS,
     SENTIMENT_NOTES,
@@ -37,9 +39,7 @@ from .demo import (
     version_at,
     weekly_metrics,
 )
-from .metrics import METRIC_NAMES, METRICS
-from .parsing import parse_version
-from .payloads import key_path_available
+from usage_portal.sampledata.payloads import key_path_available
 
 #: How many self-managed instances an ordinary account runs (weights); very large accounts and
 #: SaaS-only accounts come on top, and the mean over the whole book lands near 3.

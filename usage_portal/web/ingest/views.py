@@ -19,9 +19,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostE
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
-from .forms import PingUploadForm
-from .models import PingReport, PingSource
-from .parsing import (
+from instances.models import PingReport, PingSource
+from instances.parsing import (
     PayloadError,
     PingRejected,
     inflate_body,
@@ -30,13 +29,14 @@ from .parsing import (
     parse_ping_error,
     parse_ping_metadata,
 )
-from .services import (
+from instances.services import (
     PingInput,
     ingest_token_authenticate,
     ping_report_store,
     pings_store,
     rejected_payload_keep,
 )
+from usage_portal.web.ingest.forms import PingUploadForm
 
 logger = logging.getLogger(__name__)
 

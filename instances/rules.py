@@ -16,8 +16,7 @@ from django.db.models import Exists, OuterRef, Q
 from accounts.models import CSM_OWNED_SEGMENTS
 from instances.labels import label_change_request
 from instances.models import Instance, LabelChange
-
-from .services import latest_pings
+from scoring.services import latest_pings
 
 UTILIZATION_RULE = "Set Instance Type - Programmatically by License Utilization"
 SINGLE_INSTANCE_RULE = "Set Instance Type - Programmatically by Instance Count = 1"

@@ -14,8 +14,14 @@ from html import escape
 
 from django.utils.safestring import SafeString, mark_safe
 
-from .charts import Point, Series
-from .selectors import RatioReport, RatioRow, format_number, format_value, metric_ref
+from usage_portal.web.c360.charts import Point, Series
+from usage_portal.web.c360.selectors import (
+    RatioReport,
+    RatioRow,
+    format_number,
+    format_value,
+    metric_ref,
+)
 
 
 @dataclass(frozen=True, slots=True)

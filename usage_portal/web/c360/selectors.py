@@ -23,6 +23,8 @@ from django.db.models import Count, F
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
+from accounts.models import Company, SubscriptionStatus
+from accounts.querysets import can_edit
 from instances.metrics import METRIC_NAMES, METRICS_BY_NAME, SCAN_METRICS
 from instances.models import (
     HealthInclusion,
@@ -52,10 +54,7 @@ from scoring.schemes import (
     Scheme,
     get_scheme,
 )
-
-from .charts import BandRange, Marker, Point, Series
-from .models import Company, SubscriptionStatus
-from .querysets import can_edit
+from usage_portal.web.c360.charts import BandRange, Marker, Point, Series
 
 #: Trends and adoption charts show this many calendar months, ending with the current one.
 MONTHS_SHOWN = 24

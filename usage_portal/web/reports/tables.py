@@ -12,7 +12,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from accounts.querysets import can_edit_any
-from scoring.tables import (
+from instances.models import Instance, RejectedPayload
+from usage_portal.web.dashboard.tables import (
     NUM,
     CsmColumn,
     DateColumn,
@@ -22,9 +23,7 @@ from scoring.tables import (
     percent,
     pill,
 )
-
-from .filters import release_label, release_of, releases_behind
-from .models import Instance, RejectedPayload
+from usage_portal.web.reports.selectors import release_label, release_of, releases_behind
 
 NOWRAP = {"td": {"class": "nowrap"}}
 

@@ -6,10 +6,9 @@ from collections.abc import Mapping
 
 from django import forms
 
+from accounts.models import Sentiment
 from instances.labels import label_change_request
 from instances.models import HealthInclusion, Instance, InstanceType, LabelChange, LabelField
-
-from .models import Sentiment
 
 LABEL_FIELDS = (LabelField.INSTANCE_TYPE, LabelField.HEALTH_INCLUSION)
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from scoring.rules import labeling_rules_run
+from instances.rules import labeling_rules_run
 
 
 class Command(BaseCommand):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from .metrics import METRIC_NAMES, SCAN_METRICS
+from instances.metrics import METRIC_NAMES, SCAN_METRICS
 
 SEGMENTS = ("Strategic", "Growth", "Scale", "Digital")
 TRENDS = ("growing", "flat", "declining")

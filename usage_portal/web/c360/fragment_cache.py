@@ -28,7 +28,7 @@ from django.middleware.csrf import get_token
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import get_language
 
-from .models import Company
+from accounts.models import Company
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,7 +42,7 @@ def code_version() -> str:
     entry built by older code could hold other markup, or objects of another shape)."""
     digest = hashlib.blake2b(digest_size=8)
     root = Path(settings.BASE_DIR)
-    for folder in ("accounts", "instances", "scoring", "templates"):
+    for folder in ("accounts", "instances", "scoring", "usage_portal", "templates"):
         for path in sorted((root / folder).rglob("*")):
             if path.suffix in (".py", ".html") and "migrations" not in path.parts:
                 digest.update(path.relative_to(root).as_posix().encode())

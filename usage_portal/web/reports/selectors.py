@@ -32,9 +32,13 @@ from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 
 from accounts.models import CSM_OWNED_SEGMENTS, Company, Deployment, Segment, Subscription
-from scoring.filters import NO_USAGE_DATA, CsmFilter, PortalFilterSet, SubqueryCount
-
-from .models import HealthInclusion, Instance, InstanceKind, InstanceType, UsagePing
+from instances.models import HealthInclusion, Instance, InstanceKind, InstanceType, UsagePing
+from usage_portal.web.dashboard.filters import (
+    NO_USAGE_DATA,
+    CsmFilter,
+    PortalFilterSet,
+    SubqueryCount,
+)
 
 # --------------------------------------------------------------------------------------------------
 # GitLab versions

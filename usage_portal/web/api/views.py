@@ -9,16 +9,15 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from instances.services import ingest_token_authenticate
-
-from .exports import (
+from scoring.exports import (
     health_csv as build_health_csv,
 )
-from .exports import (
+from scoring.exports import (
     health_payload,
     instance_types_export_write,
     latest_instance_type_export,
 )
-from .models import ScoreSnapshot
+from scoring.models import ScoreSnapshot
 
 
 def _bearer_ok(request: HttpRequest) -> bool:

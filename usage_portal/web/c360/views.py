@@ -28,15 +28,16 @@ from django.utils.html import json_script
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.models import Company, SubscriptionStatus
+from accounts.services import sentiment_set
 from instances.labels import label_change_apply
 from instances.models import Instance, InstanceType, LabelChange
 from scoring.methodology import Scorecard
 from scoring.services import active_scheme, current_scorecard
-
-from . import charts, fragments, markup, selectors, tables
-from .forms import InstanceLabelForm, SentimentForm
-from .models import Company, SubscriptionStatus
-from .services import sentiment_set
+from usage_portal.web.c360 import charts, markup, selectors
+from usage_portal.web.c360 import datatables as tables
+from usage_portal.web.c360 import fragment_cache as fragments
+from usage_portal.web.c360.forms import InstanceLabelForm, SentimentForm
 
 SECTION_TITLES = {
     "summary": "Summary",
