@@ -1,21 +1,9 @@
-"""Who may see and change which accounts: the one place the ownership rules live."""
+"""Reusable reads over accounts; who may change which is ``accounts.permissions``."""
 
 from django.db import models, transaction
 from django.utils import timezone
 
-
-def can_edit_any(user) -> bool:
-    return user.is_active and user.has_perm("accounts.edit_any_account")
-
-
-def can_edit(user, company) -> bool:
-    """Whether ``user`` may change ``company``: ``editable_by``'s rule for one loaded account,
-    without a query (the permissions come from the user's cache)."""
-    if not user.is_authenticated or not user.is_active:
-        return False
-    if can_edit_any(user):
-        return True
-    return company.csm_id == user.pk and user.has_perm("accounts.set_sentiment")
+from accounts import permissions
 
 
 class CompanyQuerySet(models.QuerySet):
@@ -37,16 +25,12 @@ class CompanyQuerySet(models.QuerySet):
                 return 0
             return self.model.objects.filter(id__in=ids).update(updated_at=timezone.now())
 
-    def owned_by(self, user):
-        return self.filter(csm=user)
-
-    def editable_by(self, user):
-        """Accounts whose labels and sentiment ``user`` may change (ops: all; CSM: their own)."""
-        if not user.is_authenticated or not user.is_active:
-            return self.none()
-        if can_edit_any(user):
+    def editable_by(self, user, perm: str = permissions.LABEL):
+        """Accounts on which ``user`` may make a ``perm`` kind of change: ``permissions``' rule
+        as a filter (ops: all; a CSM with that permission: their own; anyone else: none)."""
+        if permissions.can_edit_any(user):
             return self
-        if user.has_perm("accounts.set_sentiment"):
+        if permissions.owns_accounts(user) and user.has_perm(perm):
             return self.filter(csm=user)
         return self.none()
 

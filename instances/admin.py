@@ -5,6 +5,7 @@ from django.utils.html import format_html
 
 from accounts.admin import AccountDataAdmin
 from accounts.models import Subscription
+from accounts.permissions import can_edit_any
 
 from .labels import label_change_apply, label_change_request
 from .models import (
@@ -169,7 +170,7 @@ class InstanceAdmin(AccountDataAdmin):
         self.message_user(request, f"Applied {applied} pending label change(s) now.")
 
     def has_label_permission(self, request):
-        return request.user.has_perm("accounts.edit_any_account")
+        return can_edit_any(request.user)
 
     def has_apply_now_permission(self, request):
         return request.user.has_perm("instances.apply_label_change_now")

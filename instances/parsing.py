@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from instances.metrics import METRICS, SENTINELS
+from instances.versions import parse_version
 
 __all__ = [
     "MAX_LENGTHS",
@@ -43,7 +44,6 @@ __all__ = [
     "parse_ping_error",
     "parse_ping_metadata",
     "parse_timestamp",
-    "parse_version",
     "read_payload_file",
     "read_payload_file_or_reason",
 ]
@@ -75,7 +75,6 @@ _IDENTITY_ENCODINGS = frozenset({"", "identity"})
 _INFLATE_CHUNK = 1024 * 1024
 _MISSING = object()
 
-_VERSION_RE = re.compile(r"\s*v?(\d{1,4})\.(\d{1,4})(?:\.(\d{1,4}))?")
 # Ruby's Time#to_s ("2020-04-17 07:43:54 UTC", "... +0200") puts a space before the zone.
 _TRAILING_ZONE_RE = re.compile(r"\s+(UTC|GMT|Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 
@@ -522,17 +521,6 @@ def _parse_date(value: object) -> date | None:
         pass
     parsed = parse_timestamp(text)
     return parsed.date() if parsed else None
-
-
-def parse_version(version: str | None) -> tuple[int, int, int] | None:
-    """(major, minor, patch) from "15.4.2-ee", "12.10.0-pre" or "16.9" (patch 0), else None."""
-    if not version:
-        return None
-    match = _VERSION_RE.match(version)
-    if not match:
-        return None
-    major, minor, patch = match.groups()
-    return int(major), int(minor), int(patch or 0)
 
 
 def _describe(value: object) -> str:

@@ -47,10 +47,11 @@ from .models import (
 from .parsing import (
     ParsedPing,
     PingRejected,
-    parse_version,
     read_payload_file,
     read_payload_file_or_reason,
 )
+from .versions import parse_version
+from .versions import sort_key as version_sort
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +66,6 @@ RAW_COMPRESSION_LEVEL = 1
 def normalize_plan(plan: str | None) -> str:
     plan = (plan or "").strip().lower()
     return PLAN_ALIASES.get(plan, plan)
-
-
-def version_sort_key(version_tuple: tuple[int, int, int] | None) -> int | None:
-    if not version_tuple:
-        return None
-    major, minor, patch = version_tuple
-    return major * 1_000_000 + min(minor, 999) * 1_000 + min(patch, 999)
 
 
 def _clip(value: str | None, length: int) -> str:
@@ -703,7 +697,7 @@ def _instances_touch(
             inst.last_ping_at = ping.recorded_at
             if inst.kind == InstanceKind.SELF_MANAGED:
                 inst.version = ping.version
-                inst.version_sort = version_sort_key(parse_version(ping.version))
+                inst.version_sort = version_sort(parse_version(ping.version))
                 inst.edition = ping.edition
             if item.namespace_path:
                 inst.namespace_path = item.namespace_path

@@ -9,12 +9,12 @@ business constant. No Django, no I/O: callers load :class:`CompanyInputs` and st
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import lru_cache
 from typing import Any
+
+from instances.versions import release
 
 from .schemes import (
     ADOPTION_USE_CASES,
@@ -35,9 +35,8 @@ from .schemes import (
 PRODUCTION = "production"
 OPT_OUT = "opt_out"
 # New SaaS namespaces are Production; one never labelled (blank/unknown) still counts as such.
-_SAAS_PRODUCTION_TYPES = frozenset({PRODUCTION, "unknown", ""})
+SAAS_PRODUCTION_TYPES = frozenset({PRODUCTION, "unknown", ""})
 _SENTIMENTS = frozenset({RED, YELLOW, GREEN})
-_VERSION_RE = re.compile(r"(\d+)\.(\d+)")
 
 # --------------------------------------------------------------------------- inputs
 
@@ -208,13 +207,6 @@ class Scorecard:
 # --------------------------------------------------------------------------- small helpers
 
 
-@lru_cache(maxsize=4096)
-def parse_version(version: str | None) -> tuple[int, int] | None:
-    """``"15.4.2-ee"`` → ``(15, 4)``; ``None`` when absent or unparseable."""
-    match = _VERSION_RE.match(version) if version else None
-    return (int(match[1]), int(match[2])) if match else None
-
-
 def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -278,15 +270,29 @@ def weighted_mean(
 # --------------------------------------------------------------------------- selection
 
 
-def _exclusion_reason(candidate: InstanceCandidate) -> str | None:
-    is_production = candidate.instance_type == PRODUCTION or (
-        candidate.is_saas and candidate.instance_type in _SAAS_PRODUCTION_TYPES
+def health_exclusion(*, instance_type: str, health_inclusion: str, is_saas: bool) -> str | None:
+    """Why labels keep an instance out of health measures, or None if they let it in.
+
+    The one health-eligibility rule (methodology §1): applied type Production (a SaaS namespace
+    also when never labeled) and health inclusion not Opt-Out. Pages ask it of each instance,
+    and ``InstanceQuerySet.health_eligible`` states it as a filter from the same constants.
+    """
+    is_production = instance_type == PRODUCTION or (
+        is_saas and instance_type in SAAS_PRODUCTION_TYPES
     )
     if not is_production:
-        return f"instance type {candidate.instance_type or 'unset'} is not Production"
-    if candidate.health_inclusion == OPT_OUT:
+        return f"instance type {instance_type or 'unset'} is not Production"
+    if health_inclusion == OPT_OUT:
         return "opted out of health measures"
     return None
+
+
+def _exclusion_reason(candidate: InstanceCandidate) -> str | None:
+    return health_exclusion(
+        instance_type=candidate.instance_type,
+        health_inclusion=candidate.health_inclusion,
+        is_saas=candidate.is_saas,
+    )
 
 
 def select_instances(
@@ -345,7 +351,7 @@ def select_instances(
 def _missing_reason(metric: str, instance: InstanceCandidate) -> tuple[str, bool]:
     """Why ``metric`` is NULL on ``instance``, and whether the version explains it."""
     info = METRICS[metric]
-    version = parse_version(instance.version)
+    version = release(instance.version)
     if info.since and version and version < info.since:
         return f"{info.label} not reported before {info.since[0]}.{info.since[1]}", True
     return f"{info.label} not reported", False
@@ -420,7 +426,7 @@ def _not_applicable(spec: MeasureSpec, instances: Sequence[InstanceCandidate]) -
         return f"{holder}: {use_case} applies to {required} only"
     if spec.min_version is not None:
         for instance in instances:
-            version = parse_version(instance.version)
+            version = release(instance.version)
             if version is not None and version < spec.min_version:
                 return f"metric not available before {spec.min_version[0]}.{spec.min_version[1]}"
     return None

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections import defaultdict
@@ -58,11 +59,28 @@ _INSTANCE_FIELDS = (
 
 
 def active_scheme() -> Scheme:
-    """``SCORING_SCHEME`` from the environment wins; else the admin's choice; else the default."""
+    """``SCORING_SCHEME`` from the environment wins; else the admin's choice; else the default.
+
+    ``STALE_INSTANCE_DAYS`` sets the scheme's ``stale_ping_days``: the one stale threshold, read
+    by the engine and by every page that calls an instance stale.
+    """
     if settings.SCORING_SCHEME:
-        return get_scheme(settings.SCORING_SCHEME)
-    name = ScoringConfig.objects.filter(pk=1).values_list("scheme", flat=True).first()
-    return get_scheme(name or DEFAULT_SCHEME)
+        name = settings.SCORING_SCHEME
+    else:
+        name = ScoringConfig.objects.filter(pk=1).values_list("scheme", flat=True).first()
+    return with_settings(get_scheme(name or DEFAULT_SCHEME))
+
+
+def with_settings(scheme: Scheme) -> Scheme:
+    """The preset as this deployment runs it (its stale threshold from the settings)."""
+    if scheme.stale_ping_days == settings.STALE_INSTANCE_DAYS:
+        return scheme
+    return dataclasses.replace(scheme, stale_ping_days=settings.STALE_INSTANCE_DAYS)
+
+
+def stale_ping_days() -> int:
+    """After how many silent days an instance is stale (left out of scores, flagged on pages)."""
+    return settings.STALE_INSTANCE_DAYS
 
 
 def scheme_set(*, name: str, by=None, rebuild_history: bool = True) -> SchemeChange:
@@ -159,6 +177,7 @@ def inputs_hash(inputs: CompanyInputs, scheme: Scheme) -> str:
     """What a scorecard depends on; an unchanged hash means no new snapshot."""
     key = (
         scheme.label,
+        scheme.stale_ping_days,
         inputs.as_of.isoformat(),
         inputs.customer_since.isoformat() if inputs.customer_since else None,
         inputs.sentiment,

@@ -31,8 +31,8 @@ from instances.parsing import (
     parse_ping_error,
     parse_ping_metadata,
     parse_timestamp,
-    parse_version,
 )
+from instances.versions import parse_version
 
 PINGS = Path(__file__).resolve().parent / "data" / "pings"
 FIXTURE = PINGS / "gitlab-spec-fixture_sql_metrics_queries_ee_circa-v15.0.json"

@@ -28,11 +28,11 @@ from django.utils.html import escape
 from accounts.models import CSM_OWNED_SEGMENTS, Company, Subscription
 from instances.metrics import METRICS
 from instances.models import Instance, License, RejectedPayload, UsagePing
+from instances.versions import release_n_behind, releases_behind
 from scoring.models import ScoreSnapshot
 from scoring.services import active_scheme
 from tests.conftest import PASSWORD
 from usage_portal.web.dashboard.tables import percent
-from usage_portal.web.reports.selectors import release_n_behind, releases_behind
 
 SEGMENTS = ("Strategic", "Growth", "Scale", "Digital")
 COLORS = ("Red", "Yellow", "Green")

@@ -8,7 +8,7 @@ from django.core.management import call_command
 
 from accounts.models import Company, Subscription
 from instances.models import Instance, LabelChange, MonthlyUsage, UsagePing
-from instances.parsing import parse_version
+from instances.versions import parse_version
 from scoring.models import ScoreSnapshot
 from usage_portal.sampledata.demo import build_book
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from instances.metrics import METRIC_NAMES, METRICS
-from instances.parsing import parse_version
+from instances.versions import parse_version
 from usage_portal.sampledata.demo import (
     _NAMES,
     SEGMENTS,

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from instances.metrics import METRICS, METRICS_BY_NAME
-from instances.parsing import parse_version
+from instances.versions import parse_version
 
 __all__ = ["KEYTREE_PATH", "build_payload", "key_path_available"]
 

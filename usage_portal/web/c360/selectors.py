@@ -24,7 +24,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from accounts.models import Company, SubscriptionStatus
-from accounts.querysets import can_edit
+from accounts.permissions import can_edit
 from instances.metrics import METRIC_NAMES, METRICS_BY_NAME, SCAN_METRICS
 from instances.models import (
     HealthInclusion,

@@ -15,7 +15,6 @@ from dataclasses import InitVar, dataclass, field
 from datetime import date, timedelta
 from urllib.parse import quote
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
@@ -33,7 +32,7 @@ from accounts.services import sentiment_set
 from instances.labels import label_change_apply
 from instances.models import Instance, InstanceType, LabelChange
 from scoring.methodology import Scorecard
-from scoring.services import active_scheme, current_scorecard
+from scoring.services import active_scheme, current_scorecard, stale_ping_days
 from usage_portal.web.c360 import charts, markup, selectors
 from usage_portal.web.c360 import datatables as tables
 from usage_portal.web.c360 import fragment_cache as fragments
@@ -608,7 +607,7 @@ def _instances_parts(company: Company, *, can_edit: bool, can_apply: bool, back:
         for instance_id, changes in pending.items()
     }
     history = selectors.history_by_instance(recent)
-    stale_before = timezone.now() - timedelta(days=settings.STALE_INSTANCE_DAYS)
+    stale_before = timezone.now() - timedelta(days=stale_ping_days())
     # One reverse each, not one per row: …/instances/0/edit/ → …/instances/<pk>/edit/
     edit_head, edit_tail = reverse("instance_edit", args=[company.pk, 0]).rsplit("/0/", 1)
     usage_base = reverse("account_trends", args=[company.pk]) + "?report=not_production&instance="
@@ -621,7 +620,7 @@ def _instances_parts(company: Company, *, can_edit: bool, can_apply: bool, back:
             edit_url=f"{edit_head}/{i.pk}/{edit_tail}" if can_edit else None,
             usage_url=f"{usage_base}{i.pk}",
             is_stale=i.last_ping_at is not None and i.last_ping_at < stale_before,
-            stale_days=settings.STALE_INSTANCE_DAYS,
+            stale_days=stale_ping_days(),
         )
         for i in items
     ]

@@ -26,7 +26,7 @@ from django.db.models import (
 )
 
 from accounts.models import Company, Segment
-from accounts.querysets import can_edit_any
+from accounts.permissions import owns_accounts
 from instances.models import Instance, InstanceType
 
 COLOR_CHOICES = (("Red", "Red"), ("Yellow", "Yellow"), ("Green", "Green"), ("NA", "NA"))
@@ -114,17 +114,10 @@ def dashboard_accounts() -> QuerySet[Company]:
 # Who lands on "my accounts"
 
 
-def is_csm(user) -> bool:
-    """A CSM owns accounts (may set their sentiment) but may not edit every account (ops)."""
-    return (
-        user.is_authenticated and user.has_perm("accounts.set_sentiment") and not can_edit_any(user)
-    )
-
-
 def csm_choices(user=None):
     """People who own at least one account (and ``user``, when a CSM), in one small query."""
     owners = Q(Exists(Company.objects.filter(csm=OuterRef("pk"))))
-    if user is not None and is_csm(user):
+    if user is not None and owns_accounts(user):
         owners |= Q(pk=user.pk)
     users = (
         get_user_model()
@@ -171,7 +164,7 @@ def with_csm_default(data, user, field: str = "csm"):
     choice, so the default no longer applies. Sorting and paging parameters are not filters.
     """
     data = data.copy()
-    if is_csm(user) and field not in data and not (set(data) - NOT_FILTERS):
+    if owns_accounts(user) and field not in data and not (set(data) - NOT_FILTERS):
         data[field] = str(user.pk)
     return data
 

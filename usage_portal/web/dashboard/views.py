@@ -6,11 +6,11 @@ from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 from django_tables2.export.views import ExportMixin
 
+from accounts.permissions import owns_accounts
 from usage_portal.web.dashboard.filters import (
     COLOR_FILTERS,
     DashboardFilter,
     dashboard_accounts,
-    is_csm,
     with_csm_default,
 )
 from usage_portal.web.dashboard.tables import DashboardTable, TwoStepPaginator
@@ -44,7 +44,7 @@ class CsmDefaultFilterView(ExportMixin, SingleTableMixin, FilterView):
         context.update(
             nav=self.nav,
             export_formats=self.export_formats,
-            is_csm=is_csm(user),
+            is_csm=owns_accounts(user),
             showing_mine=data.get("csm") == str(user.pk),
             filtered_count=context["table"].paginator.count if context["table"].page else None,
         )

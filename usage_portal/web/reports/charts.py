@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from usage_portal.web.reports.selectors import Release, release_label
+from instances.versions import Release, release_label
 
 #: Instance types in stacking order, with the portal's colours (purple = the app's accent).
 TYPE_COLORS: Mapping[str, tuple[str, str]] = {

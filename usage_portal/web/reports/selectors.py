@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import django_filters
-from django.conf import settings
 from django.db.models import (
     Count,
     Exists,
@@ -33,6 +32,8 @@ from django.utils import timezone
 
 from accounts.models import CSM_OWNED_SEGMENTS, Company, Deployment, Segment, Subscription
 from instances.models import HealthInclusion, Instance, InstanceKind, InstanceType, UsagePing
+from instances.versions import Release, release_n_behind, release_of
+from scoring.services import stale_ping_days
 from usage_portal.web.dashboard.filters import (
     NO_USAGE_DATA,
     CsmFilter,
@@ -42,50 +43,6 @@ from usage_portal.web.dashboard.filters import (
 
 # --------------------------------------------------------------------------------------------------
 # GitLab versions
-
-#: The last minor release of each GitLab major that did not end at x.11 (13.12, 14.10, ...).
-#: GitLab ships a minor release every month and a major every May, so from 16 on it is x.11.
-LAST_MINOR = {11: 11, 12: 10, 13: 12, 14: 10, 15: 11}
-DEFAULT_LAST_MINOR = 11
-
-Release = tuple[int, int]
-
-
-def release_of(version_sort: int | None) -> Release | None:
-    """``16_005_001`` → ``(16, 5)``."""
-    if version_sort is None:
-        return None
-    return version_sort // 1_000_000, version_sort // 1_000 % 1_000
-
-
-def release_label(release: Release | None) -> str:
-    return f"{release[0]}.{release[1]}" if release else "—"
-
-
-def _previous(release: Release) -> Release:
-    major, minor = release
-    if minor > 0:
-        return major, minor - 1
-    return major - 1, LAST_MINOR.get(major - 1, DEFAULT_LAST_MINOR)
-
-
-def releases_behind(release: Release | None, newest: Release | None) -> int | None:
-    """How many minor releases ``release`` is behind ``newest`` (0 when it is the newest)."""
-    if release is None or newest is None or release >= newest:
-        return None if release is None or newest is None else 0
-    count, cursor = 0, newest
-    while cursor > release:
-        cursor = _previous(cursor)
-        count += 1
-    return count
-
-
-def release_n_behind(newest: Release, n: int) -> Release:
-    """The release ``n`` minor releases before ``newest``."""
-    cursor = newest
-    for _ in range(max(n, 0)):
-        cursor = _previous(cursor)
-    return cursor
 
 
 def newest_release() -> Release | None:
@@ -119,7 +76,7 @@ def version_counts(queryset: QuerySet[Instance]) -> list[dict]:
 
 
 def _stale_cutoff(now: datetime | None = None) -> datetime:
-    return (now or timezone.now()) - timedelta(days=settings.STALE_INSTANCE_DAYS)
+    return (now or timezone.now()) - timedelta(days=stale_ping_days())
 
 
 def _latest_ping(field: str) -> Subquery:

@@ -11,8 +11,9 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from accounts.querysets import can_edit_any
+from accounts.permissions import can_label
 from instances.models import Instance, RejectedPayload
+from instances.versions import release_label, release_of, releases_behind
 from usage_portal.web.dashboard.tables import (
     NUM,
     CsmColumn,
@@ -23,7 +24,6 @@ from usage_portal.web.dashboard.tables import (
     percent,
     pill,
 )
-from usage_portal.web.reports.selectors import release_label, release_of, releases_behind
 
 NOWRAP = {"td": {"class": "nowrap"}}
 
@@ -36,13 +36,6 @@ def not_production_url(company_id: int, instance_id: int) -> str:
 
 def edit_url(company_id: int, instance_id: int) -> str:
     return reverse("instance_edit", args=[company_id, instance_id])
-
-
-def can_label(user, company) -> bool:
-    """Whether ``user`` may label instances of ``company`` (ops: all; CSM: their own)."""
-    if not user.has_perm("instances.label_instance"):
-        return False
-    return can_edit_any(user) or company.csm_id == user.pk
 
 
 def days_since(moment) -> int | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -23,6 +22,7 @@ from accounts.models import Subscription
 from instances.metrics import METRICS, Metric
 from instances.models import License, MappingSource, RejectedPayload
 from instances.services import license_map as license_map_service
+from instances.versions import release_label
 from scoring.schemes import (
     ADOPTION_USE_CASES,
     LICENSED_SEATS,
@@ -30,7 +30,7 @@ from scoring.schemes import (
     USE_CASE_LABELS,
     Scheme,
 )
-from scoring.services import active_scheme
+from scoring.services import active_scheme, stale_ping_days
 from usage_portal.web.dashboard.views import CsmDefaultFilterView
 from usage_portal.web.reports import charts
 from usage_portal.web.reports.selectors import (
@@ -40,7 +40,6 @@ from usage_portal.web.reports.selectors import (
     burndown_counts_by_csm,
     burndown_instances,
     newest_release,
-    release_label,
     self_managed_versions,
     stale_instances,
     unlinked_namespaces,
@@ -83,7 +82,7 @@ class BurndownView(CsmDefaultFilterView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["by_csm"] = burndown_counts_by_csm()
-        context["stale_days"] = settings.STALE_INSTANCE_DAYS
+        context["stale_days"] = stale_ping_days()
         return context
 
 
@@ -163,7 +162,7 @@ class NoUsageReason:
 
 def no_usage_reason(account) -> NoUsageReason:
     """Why an account from ``accounts_without_usage()`` has no usage data (the seed's FAQ)."""
-    days = settings.STALE_INSTANCE_DAYS
+    days = stale_ping_days()
     if account.has_saas_subscription and not account.n_saas:
         return NoUsageReason(
             "saas_namespace",
@@ -261,7 +260,7 @@ def data_quality(request: HttpRequest) -> HttpResponse:
             "stale": stale,
             "rejected": rejected,
             "can_map": ops,
-            "stale_days": settings.STALE_INSTANCE_DAYS,
+            "stale_days": stale_ping_days(),
         },
     )
 

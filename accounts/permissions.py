@@ -1,0 +1,51 @@
+"""Who may change which account: the one home of the ownership rules.
+
+Ops (``accounts.edit_any_account``) change every account; a CSM changes the accounts they own
+(``Company.csm``) with the role's permission for that kind of change; a viewer changes nothing.
+Pages, forms, the admin, the upload page and ``CompanyQuerySet.editable_by`` all ask here, so a
+button is shown exactly when the write behind it will be allowed. Decided from the user's cached
+permissions and the loaded account: no query.
+"""
+
+from __future__ import annotations
+
+#: The permission an account's owner needs for each kind of change.
+LABEL = "instances.label_instance"
+SENTIMENT = "accounts.set_sentiment"
+EDIT_ANY = "accounts.edit_any_account"
+
+
+def _active(user) -> bool:
+    return bool(user is not None and user.is_authenticated and user.is_active)
+
+
+def can_edit_any(user) -> bool:
+    """Ops: may change every account."""
+    return _active(user) and user.has_perm(EDIT_ANY)
+
+
+def owns_accounts(user) -> bool:
+    """A CSM: owns accounts (may change their own) but not every account."""
+    return _active(user) and user.has_perm(SENTIMENT) and not user.has_perm(EDIT_ANY)
+
+
+def can_change(user, company, perm: str = LABEL) -> bool:
+    """Whether ``user`` may make a ``perm`` kind of change (label, sentiment) on ``company``."""
+    if not _active(user):
+        return False
+    if user.has_perm(EDIT_ANY):
+        return True
+    return company.csm_id is not None and company.csm_id == user.pk and user.has_perm(perm)
+
+
+def can_label(user, company) -> bool:
+    return can_change(user, company, LABEL)
+
+
+def can_set_sentiment(user, company) -> bool:
+    return can_change(user, company, SENTIMENT)
+
+
+def can_edit(user, company) -> bool:
+    """Whether the C360 offers ``user`` its edits on ``company``: labels and sentiment."""
+    return can_label(user, company) and can_set_sentiment(user, company)
