@@ -1,31 +1,28 @@
 from django.contrib import admin
 
-from .models import Company, Subscription
+from accounts.changes import companies_changed
+from accounts.models import Company, Subscription
+from instances.services import subscription_attach_waiting
+from scoring.services import companies_refresh
 
 
 class AccountDataAdmin(admin.ModelAdmin):
-    """For rows an account's pages show (its instances, its subscriptions): an edit moves the
-    account's data version (``CompanyQuerySet.touch``), a delete also rescores the account."""
+    """For rows an account's pages show (its instances, its subscriptions): an edit is announced
+    as a change of the account's data (pages only), a delete also rescores the account."""
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        Company.objects.filter(pk=obj.company_id).touch()
+        companies_changed([obj.company_id], reason="edited in the admin", refresh=False)
 
     def delete_model(self, request, obj):
         company_id = obj.company_id
         super().delete_model(request, obj)
-        _rescore([company_id], "deleted in the admin")
+        companies_changed([company_id], reason="deleted in the admin")
 
     def delete_queryset(self, request, queryset):
         company_ids = set(queryset.values_list("company_id", flat=True))
         super().delete_queryset(request, queryset)
-        _rescore(company_ids, "deleted in the admin")
-
-
-def _rescore(company_ids, reason: str) -> None:
-    from instances.services import companies_refresh_queue
-
-    companies_refresh_queue(company_ids=[c for c in company_ids if c], reason=reason)
+        companies_changed(company_ids, reason="deleted in the admin")
 
 
 class SubscriptionInline(admin.TabularInline):
@@ -64,8 +61,6 @@ class CompanyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Recompute scores of the selected companies")
     def recompute_scores(self, request, queryset):
-        from scoring.services import companies_refresh
-
         ids = list(queryset.values_list("id", flat=True))
         written = companies_refresh(company_ids=ids, reason="admin")
         self.message_user(request, f"Recomputed {len(ids)} companies ({written} new snapshot(s)).")
@@ -85,10 +80,8 @@ class SubscriptionAdmin(AccountDataAdmin):
         return ("company",) if obj is not None else ()
 
     def save_model(self, request, obj, form, change):
-        from instances.services import subscription_attach_waiting
-
-        super().save_model(request, obj, form, change)
+        admin.ModelAdmin.save_model(self, request, obj, form, change)
         if not change:
             subscription_attach_waiting(subscription=obj)
         # Seats and plan feed License Utilization and DevSecOps: rescore the account.
-        _rescore([obj.company_id], "subscription edited")
+        companies_changed([obj.company_id], reason="subscription edited")

@@ -8,8 +8,11 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from .importers import CompanyRow, LicenseMappingRow, SubscriptionRow
-from .models import Company, Subscription
+from accounts.changes import companies_changed
+from accounts.importers import CompanyRow, LicenseMappingRow, SubscriptionRow
+from accounts.models import Company, Subscription
+from instances.models import Instance, License, MappingSource, MonthlyUsage
+from instances.services import licenses_map, subscriptions_attach_waiting
 
 
 @dataclass
@@ -66,9 +69,6 @@ def subscriptions_import(*, rows: list[SubscriptionRow]) -> ImportSummary:
     A subscription moved to another company takes its instances (and their monthly rows) along.
     Companies whose subscriptions changed get one score refresh once the import commits.
     """
-    from instances.models import Instance, MonthlyUsage
-    from instances.services import companies_refresh_queue, subscriptions_attach_waiting
-
     summary = ImportSummary()
     touched: list[Subscription] = []
     company_ids: set[int] = set()
@@ -115,7 +115,7 @@ def subscriptions_import(*, rows: list[SubscriptionRow]) -> ImportSummary:
                     company=sub.company_id
                 )
         summary.attached_pings = subscriptions_attach_waiting(subscriptions=touched)
-        companies_refresh_queue(company_ids=company_ids, reason="subscriptions imported")
+        companies_changed(company_ids, reason="subscriptions imported")
     return summary
 
 
@@ -126,9 +126,6 @@ def license_mappings_import(*, rows: list[LicenseMappingRow], by=None) -> Import
     mapping a person made by hand is left as it is (listed in ``notes``); any other mapping is
     replaced by the file's. Waiting pings attach; queries grow with subscriptions, not rows.
     """
-    from instances.models import License, MappingSource
-    from instances.services import licenses_map
-
     summary = ImportSummary()
     with transaction.atomic():
         subs = Subscription.objects.in_bulk({r.subscription_name for r in rows}, field_name="name")
@@ -181,8 +178,6 @@ def _assign(obj, values: dict) -> bool:
 
 def sentiment_set(*, company: Company, sentiment: str, note: str, by) -> Company:
     """Record the CSM's sentiment with note, author and time, and refresh the scores."""
-    from scoring.tasks import refresh_companies
-
     company.sentiment = sentiment
     company.sentiment_note = note
     company.sentiment_by = by
@@ -197,5 +192,6 @@ def sentiment_set(*, company: Company, sentiment: str, note: str, by) -> Company
                 "updated_at",
             ]
         )
-        transaction.on_commit(lambda: refresh_companies.delay([company.id], "sentiment"))
+        # Sentiment scores only the current card: monthly history has none.
+        companies_changed([company.id], since=None, reason="sentiment")
     return company

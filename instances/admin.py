@@ -1,11 +1,13 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.admin import AccountDataAdmin
 from accounts.models import Subscription
 from accounts.permissions import can_edit_any
+from instances.services import ingest_token_create, license_map
 
 from .labels import label_change_apply, label_change_request
 from .models import (
@@ -64,8 +66,6 @@ class LicenseAdmin(admin.ModelAdmin):
 
     @admin.action(description="Map to subscription (attaches waiting pings)", permissions=["map"])
     def map_to_subscription(self, request, queryset):
-        from .services import license_map
-
         name = request.POST.get("subscription", "").strip()
         subscription = Subscription.objects.filter(name=name).first()
         if subscription is None:
@@ -251,8 +251,6 @@ class IngestTokenAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        from .services import ingest_token_create
-
         token, secret = ingest_token_create(name=obj.name, by=request.user)
         obj.pk, obj.prefix, obj.token_hash = token.pk, token.prefix, token.token_hash
         messages.warning(
@@ -262,8 +260,6 @@ class IngestTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset):
-        from django.utils import timezone
-
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} token(s).")
 

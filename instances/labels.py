@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from celery import shared_task
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from accounts.models import Company
+from accounts.changes import companies_changed
 
 from .models import (
     HealthInclusion,
@@ -97,16 +98,14 @@ def label_change_request(
         if pending is not None:
             pending.superseded_by = change
             pending.save(update_fields=["superseded_by"])
-        if instance.company_id:
-            Company.objects.filter(pk=instance.company_id).touch()  # pages show pending edits
+        # Pages show pending edits at once; scores change only when it applies.
+        companies_changed([instance.company_id], reason="label change requested", refresh=False)
         if schedule and change.is_pending:
             _schedule(change)
     return change
 
 
 def _schedule(change: LabelChange) -> None:
-    from scoring.tasks import apply_label_change
-
     change_id, eta = change.id, change.effective_at
     transaction.on_commit(lambda: apply_label_change.apply_async((change_id,), eta=eta))
 
@@ -153,15 +152,9 @@ def label_change_apply(
                 change.instance.labeled_by_person
             )
         Instance.objects.filter(pk=change.instance_id).update(**updates)
-        company_id = change.instance.company_id
-        if company_id:
-            Company.objects.filter(pk=company_id).touch()
-        if company_id and refresh:
-            from scoring.tasks import refresh_companies
-
-            transaction.on_commit(
-                lambda: refresh_companies.delay([company_id], "label change applied")
-            )
+        companies_changed(
+            [change.instance.company_id], reason="label change applied", refresh=refresh
+        )
     return True
 
 
@@ -170,3 +163,25 @@ def label_changes_apply_due(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     ids = list(LabelChange.objects.due(now).order_by("effective_at").values_list("id", flat=True))
     return sum(label_change_apply(change_id=i, via="sweep", now=now) for i in ids)
+
+
+# --------------------------------------------------------------------------------------------------
+# Tasks: thin shells next to the service they run (registered through ``CELERY_IMPORTS``)
+
+RETRY = {
+    "autoretry_for": (OperationalError, IntegrityError),
+    "max_retries": 3,
+    "retry_backoff": True,
+}
+
+
+@shared_task(acks_late=True, **RETRY)
+def apply_label_change(change_id: int) -> bool:
+    """Scheduled for the change's effective time; a no-op if it was superseded or applied."""
+    return label_change_apply(change_id=change_id, via="schedule")
+
+
+@shared_task(acks_late=True, **RETRY)
+def apply_due_label_changes() -> int:
+    """The beat sweep: anything due that a lost or late task did not apply."""
+    return label_changes_apply_due()

@@ -1,5 +1,6 @@
 """Reusable reads over instances, pings and label changes."""
 
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.db import models
@@ -29,6 +30,24 @@ class InstanceQuerySet(models.QuerySet):
 
 
 class UsagePingQuerySet(models.QuerySet):
+    def latest_of(self, instance_ids: Iterable[int], *fields: str) -> dict[int, dict]:
+        """Each instance's newest ping (``Instance.last_ping_at``), as dicts of ``fields``; one
+        query.
+
+        An exact (instance, recorded_at) lookup per instance through the ping index: matching a
+        list of ids against a list of timestamps instead made PostgreSQL scan every ping.
+        """
+        ids = list(instance_ids)
+        if not ids:
+            return {}
+        instances = self.model._meta.get_field("instance").related_model.objects
+        newest = self.model.objects.filter(
+            instance_id=models.OuterRef("pk"), recorded_at=models.OuterRef("last_ping_at")
+        ).values("id")[:1]
+        ping_ids = instances.filter(id__in=ids).values(ping_id=models.Subquery(newest))
+        rows = self.filter(id__in=ping_ids).values("instance_id", *fields)
+        return {r["instance_id"]: r for r in rows}
+
     def unmapped(self):
         return self.filter(subscription__isnull=True)
 

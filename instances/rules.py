@@ -15,8 +15,7 @@ from django.db.models import Exists, OuterRef, Q
 
 from accounts.models import CSM_OWNED_SEGMENTS
 from instances.labels import label_change_request
-from instances.models import Instance, LabelChange
-from scoring.services import latest_pings
+from instances.models import Instance, LabelChange, UsagePing
 
 UTILIZATION_RULE = "Set Instance Type - Programmatically by License Utilization"
 SINGLE_INSTANCE_RULE = "Set Instance Type - Programmatically by Instance Count = 1"
@@ -80,7 +79,7 @@ def labeling_rules_run() -> list[tuple[int, str]]:
         )
     )
     rows = list(candidates)
-    latest = latest_pings(
+    latest = UsagePing.objects.latest_of(
         (r["id"] for r in rows if r["instance_type"] == "unknown" and r["last_ping_at"]),
         "recorded_at",
         "billable_users",

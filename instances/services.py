@@ -24,11 +24,13 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import orjson
+from django.conf import settings
 from django.db import DataError, IntegrityError, connection, models, transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
-from accounts.models import Company, Subscription
+from accounts.changes import ALL_HISTORY, companies_changed
+from accounts.models import Subscription
 
 from .metrics import METRIC_NAMES
 from .models import (
@@ -50,6 +52,7 @@ from .parsing import (
     read_payload_file,
     read_payload_file_or_reason,
 )
+from .saas import parse_saas_row, read_rows
 from .versions import parse_version
 from .versions import sort_key as version_sort
 
@@ -202,7 +205,7 @@ def pings_store(*, inputs: Sequence[PingInput], source: str, refresh: bool = Tru
 
     All or nothing per call. With ``refresh`` a score refresh for every touched company is queued
     once the transaction commits; bulk loaders pass ``refresh=False`` and call
-    ``companies_refresh_queue`` once at the end with the union of ``summary.company_ids``.
+    ``accounts.changes.companies_changed`` once at the end with ``summary.company_ids``.
     A concurrent writer storing the same instance, license or ping makes the batch retry once,
     after which that ping counts as a duplicate.
     """
@@ -212,19 +215,16 @@ def pings_store(*, inputs: Sequence[PingInput], source: str, refresh: bool = Tru
         try:
             with transaction.atomic():
                 summary = _store(inputs, source)
-                if not refresh:
-                    Company.objects.filter(id__in=summary.company_ids).touch()
-                if refresh:
-                    # A ping changes its own month's history only: rescore from that month on
-                    # (unless it moved an instance or attached waiting pings: then all of it).
-                    since = (
-                        None
-                        if summary.history_changed
-                        else min(item.recorded_at for item in inputs).date()
-                    )
-                    companies_refresh_queue(
-                        company_ids=summary.company_ids, reason="new ping", since=since
-                    )
+                # A ping changes its own month's history only: rescore from that month on
+                # (unless it moved an instance or attached waiting pings: then all of it).
+                since = (
+                    ALL_HISTORY
+                    if summary.history_changed
+                    else min(item.recorded_at for item in inputs).date()
+                )
+                companies_changed(
+                    summary.company_ids, since=since, reason="new ping", refresh=refresh
+                )
                 return summary
         except IntegrityError:
             if attempt == 2:
@@ -776,24 +776,6 @@ def monthly_refresh(*, pings: Iterable[UsagePing], instances: dict | None = None
         return max(cursor.rowcount, 0)
 
 
-def companies_refresh_queue(
-    *, company_ids: Iterable[int], reason: str = "new ping", since: date | None = None
-) -> None:
-    """Queue ONE score refresh for these companies once the current transaction commits, and
-    mark their data as changed now (``CompanyQuerySet.touch``).
-
-    ``since``: only monthly history from that date's month on needs rescoring (default: all).
-    """
-    ids = sorted(set(company_ids))
-    if not ids:
-        return
-    Company.objects.filter(id__in=ids).touch()  # in the caller's transaction: pages see it too
-    from scoring.tasks import refresh_companies
-
-    month = since.isoformat() if since else None
-    transaction.on_commit(lambda: refresh_companies.delay(ids, reason, month))
-
-
 # --------------------------------------------------------------------------------------------------
 # Bulk loading payload files
 
@@ -872,12 +854,10 @@ def ping_files_ingest(
     files), overlapping with storing: JSON parsing holds the GIL, so threads alone would leave
     a core idle. Streams: at most two batches are in memory, one being stored while the workers
     read the next. Nothing is refreshed per batch; the caller queues one refresh with
-    ``companies_refresh_queue(company_ids=summary.company_ids)``. A batch the database refuses
+    ``companies_changed(summary.company_ids)``. A batch the database refuses
     (a value out of range) is retried file by file so only the guilty file is rejected.
     ``on_progress(n)`` is called after each batch with the number of files it held.
     """
-    from django.conf import settings
-
     read = functools.partial(
         read_payload_file_or_reason,
         max_bytes=max_bytes or settings.PING_MAX_DECOMPRESSED_BYTES,
@@ -956,8 +936,6 @@ def saas_export_ingest(*, data: bytes, filename: str, batch_size: int = 500) -> 
     file as a whole cannot be read. No refresh is queued: the caller queues one for
     ``summary.company_ids``.
     """
-    from .saas import parse_saas_row, read_rows
-
     summary = BulkSummary()
     batch: list[PingInput] = []
     rejections: list[tuple[str, str, bytes | None]] = []
@@ -1045,7 +1023,7 @@ def licenses_map(*, pairs: Sequence[tuple[License, Subscription]], by=None, via:
             company_ids |= {old.company_id, sub.company_id}
         attached, companies = _attach_by_license({lic.pk for lic, _ in pairs})
         company_ids |= companies
-        companies_refresh_queue(company_ids=company_ids, reason="license mapped")
+        companies_changed(company_ids, reason="license mapped")
     return attached + moved
 
 
@@ -1093,7 +1071,7 @@ def subscriptions_attach_waiting(*, subscriptions: Sequence[Subscription]) -> in
         more, companies = _attach_by_license({lic.pk for lic in newly})
         company_ids |= companies
         company_ids |= _instances_attach({instance_id for _, _, instance_id in waiting})
-        companies_refresh_queue(company_ids=company_ids, reason="subscription imported")
+        companies_changed(company_ids, reason="subscription imported")
     return attached + more
 
 

@@ -6,6 +6,8 @@ class ScoringConfig(AppConfig):
     verbose_name = "Scoring"
 
     def ready(self) -> None:
-        from usage_portal.web.dashboard.tables import install_signature_cache
+        # Imported here: a listener module imports models, which must wait for the app registry.
+        from accounts.changes import data_changed
+        from scoring.listeners import refresh_on_change
 
-        install_signature_cache()
+        data_changed.connect(refresh_on_change, dispatch_uid="scoring.refresh_on_change")

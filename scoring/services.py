@@ -16,7 +16,6 @@ from datetime import date
 import orjson
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from accounts.models import Company
@@ -146,25 +145,8 @@ def load_inputs(company_ids: Sequence[int], *, as_of: date) -> dict[int, Company
     }
 
 
-def latest_pings(instance_ids: Iterable[int], *fields: str) -> dict[int, dict]:
-    """Each instance's newest ping (``Instance.last_ping_at``), as dicts of ``fields``; one query.
-
-    An exact (instance, recorded_at) lookup per instance through the ping index: matching a list
-    of ids against a list of timestamps instead made PostgreSQL scan every ping of the book.
-    """
-    ids = list(instance_ids)
-    if not ids:
-        return {}
-    newest = UsagePing.objects.filter(
-        instance_id=OuterRef("pk"), recorded_at=OuterRef("last_ping_at")
-    ).values("id")[:1]
-    ping_ids = Instance.objects.filter(id__in=ids).values(ping_id=Subquery(newest))
-    rows = UsagePing.objects.filter(id__in=ping_ids).values("instance_id", *fields)
-    return {r["instance_id"]: r for r in rows}
-
-
 def _latest_pings(instances: Iterable[dict]) -> dict[int, dict]:
-    return latest_pings(
+    return UsagePing.objects.latest_of(
         (r["id"] for r in instances if r["last_ping_at"]),
         "id",
         "recorded_at",

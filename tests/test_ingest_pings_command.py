@@ -138,7 +138,7 @@ def test_mapped_pings_queue_one_refresh_at_the_end(
 
     assert status == 0
     assert "30 accepted, 0 duplicates, 0 unmapped" in out
-    assert calls == [(sorted(s.company_id for s in subs), "bulk load", None)]
+    assert calls == [(sorted(s.company_id for s in subs), "bulk load", None, True)]
 
 
 def test_a_file_the_database_refuses_is_rejected_alone(folder, monkeypatch):

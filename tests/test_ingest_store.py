@@ -433,7 +433,7 @@ def test_a_batch_queues_one_score_refresh_after_commit(
         store(*inputs, refresh=True)
 
     # One refresh, rescoring history from the earliest new ping's month on.
-    assert calls == [([sub.company_id], "new ping", WHEN.date().isoformat())]
+    assert calls == [([sub.company_id], "new ping", WHEN.date().isoformat(), True)]
 
 
 def test_empty_batch_stores_nothing():

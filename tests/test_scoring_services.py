@@ -238,7 +238,7 @@ def test_instance_moving_company_rescores_both(django_capture_on_commit_callback
     monkeypatch.setattr(tasks.refresh_companies, "delay", lambda *args: calls.append(args))
     with django_capture_on_commit_callbacks(execute=True):
         store_ping(inst, recorded_at=timezone.now(), subscription=b)
-    assert calls == [(sorted([a.company_id, b.company_id]), "new ping", None)]
+    assert calls == [(sorted([a.company_id, b.company_id]), "new ping", None, True)]
     assert set(MonthlyUsage.objects.filter(instance=inst).values_list("company_id", flat=True)) == {
         b.company_id
     }

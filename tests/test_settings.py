@@ -98,8 +98,8 @@ def test_celery_beat_schedule_declares_every_periodic_job():
 
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert tasks == {
-        "scoring.tasks.apply_due_label_changes",
-        "scoring.tasks.run_labeling_rules",
+        "instances.labels.apply_due_label_changes",
+        "instances.tasks.run_labeling_rules",
         "scoring.tasks.recompute_all",
         "scoring.tasks.export_instance_types",
         "instances.tasks.purge_raw_payloads",

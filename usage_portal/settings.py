@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "accounts",
     "instances",
     "scoring",
+    "usage_portal.web",
 ]
 
 MIDDLEWARE = [
@@ -246,19 +247,23 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 1000)
 CELERY_TASK_ROUTES = {
-    "instances.tasks.*": {"queue": "ingest"},
+    "instances.tasks.purge_raw_payloads": {"queue": "ingest"},
+    "instances.tasks.*": {"queue": "scoring"},  # labeling rules: scores follow them
+    "instances.labels.*": {"queue": "scoring"},
     "scoring.tasks.*": {"queue": "scoring"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "scoring"
+# Tasks defined beside their service rather than in a tasks.py (autodiscovered as usual).
+CELERY_IMPORTS = ("instances.labels",)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Every periodic job, in one place.
 CELERY_BEAT_SCHEDULE = {
     "apply-due-label-changes": {
-        "task": "scoring.tasks.apply_due_label_changes",
+        "task": "instances.labels.apply_due_label_changes",
         "schedule": timedelta(seconds=env_int("LABEL_SWEEP_SECONDS", 120)),
     },
     "run-labeling-rules": {
-        "task": "scoring.tasks.run_labeling_rules",
+        "task": "instances.tasks.run_labeling_rules",
         "schedule": crontab(hour=3, minute=15),
     },
     "daily-recompute": {  # account age and ping staleness move with the calendar

@@ -17,6 +17,7 @@ from instances.models import Instance, InstanceKind, LabelChange, PingSource
 from instances.parsing import parse_ping
 from instances.saas import parse_saas_row
 from instances.services import PingInput, pings_store
+from scoring.services import companies_recompute_all
 from usage_portal.sampledata.demo import build_book, iter_ping_kwargs, iter_saas_rows
 from usage_portal.sampledata.payloads import build_payload
 
@@ -107,7 +108,6 @@ class Command(BaseCommand):
 
         self._labels(book, users)
         self._sentiment(book, users)
-        from scoring.services import companies_recompute_all
 
         scored = companies_recompute_all(reason="seed_demo")
         self.stdout.write(

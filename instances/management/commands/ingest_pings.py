@@ -10,8 +10,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from accounts.changes import companies_changed
 from instances.services import (
-    companies_refresh_queue,
     ping_files_find,
     ping_files_ingest,
     rejected_payloads_keep,
@@ -68,7 +68,7 @@ class Command(BaseCommand):
                 max_bytes=settings.PING_MAX_DECOMPRESSED_BYTES,
                 on_progress=bar.update,
             )
-        companies_refresh_queue(company_ids=summary.company_ids, reason="bulk load")
+        companies_changed(summary.company_ids, reason="bulk load")
         elapsed = time.monotonic() - started
 
         rejected = missing + summary.rejected

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.changes import companies_changed
 from instances.parsing import PingRejected
-from instances.services import companies_refresh_queue, rejected_payloads_keep, saas_export_ingest
+from instances.services import rejected_payloads_keep, saas_export_ingest
 
 
 class Command(BaseCommand):
@@ -45,7 +46,7 @@ class Command(BaseCommand):
                 f"{summary.duplicates} duplicates, {summary.unmapped} unmapped, "
                 f"{len(summary.rejected)} rejected"
             )
-        companies_refresh_queue(company_ids=company_ids, reason="SaaS export")
+        companies_changed(company_ids, reason="SaaS export")
         if rejected:
             raise CommandError(
                 f"{rejected} row(s) or file(s) rejected, listed above; the rest was stored",

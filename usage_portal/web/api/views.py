@@ -8,6 +8,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.models import Company
 from instances.services import ingest_token_authenticate
 from scoring.exports import (
     health_csv as build_health_csv,
@@ -40,8 +41,6 @@ def account_health(request: HttpRequest, crm_account_id: str) -> HttpResponse:
         .first()
     )
     if snapshot is None:
-        from accounts.models import Company
-
         if Company.objects.filter(crm_account_id=crm_account_id).exists():
             return JsonResponse({"error": "scores not computed yet for this account"}, status=404)
         return JsonResponse({"error": f"no account with CRM id {crm_account_id}"}, status=404)

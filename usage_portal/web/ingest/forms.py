@@ -8,11 +8,11 @@ from django import forms
 from django.conf import settings
 from django.db import DataError
 
+from accounts.changes import companies_changed
 from instances.models import PingSource
 from instances.parsing import PayloadError, PingRejected, inflate_body, loads_json, parse_ping
 from instances.services import (
     PingInput,
-    companies_refresh_queue,
     pings_store,
     rejected_payload_keep,
 )
@@ -72,7 +72,7 @@ class PingUploadForm(forms.Form):
             result, companies = _ingest_one(upload)
             results.append(result)
             company_ids |= companies
-        companies_refresh_queue(company_ids=company_ids, reason="uploaded pings")
+        companies_changed(company_ids, reason="uploaded pings")
         return results
 
 

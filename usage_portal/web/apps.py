@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class WebConfig(AppConfig):
+    """The page layer: not a domain app (no models); registered for its start-up hook."""
+
+    name = "usage_portal.web"
+    label = "web"
+    verbose_name = "Pages"
+
+    def ready(self) -> None:
+        from usage_portal.web.dashboard.tables import install_signature_cache
+
+        install_signature_cache()
