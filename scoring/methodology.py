@@ -207,6 +207,19 @@ class Scorecard:
 # --------------------------------------------------------------------------- small helpers
 
 
+def sum_or_none(values: Iterable[float | None]) -> float | None:
+    """The sum, or None when any value is unknown or there is none: an unknown part makes a
+    total unknown, never smaller (the one NULL-summing rule of scores, history and charts)."""
+    total: float = 0
+    seen = False
+    for value in values:
+        if value is None:
+            return None
+        total += value
+        seen = True
+    return total if seen else None
+
+
 def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -683,11 +696,7 @@ def included_totals(
     """
     included = set(card.instance_ids)
     rows = [c.metrics for c in inputs.candidates if c.instance_id in included]
-    totals: dict[str, float | None] = {}
-    for metric in metrics:
-        values = [r.get(metric) for r in rows]
-        totals[metric] = None if not rows or None in values else sum(values)
-    return totals
+    return {metric: sum_or_none(r.get(metric) for r in rows) for metric in metrics}
 
 
 # --------------------------------------------------------------------------- output
