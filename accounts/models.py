@@ -106,10 +106,6 @@ class Company(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def is_csm_owned(self) -> bool:
-        return self.csm_id is not None and self.segment in CSM_OWNED_SEGMENTS
-
 
 class Subscription(models.Model):
     """A Zuora-style subscription (e.g. ``A-S00012345``) that licenses seats to a company."""

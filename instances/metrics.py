@@ -5,13 +5,15 @@ paths that carry it, in fallback order: the parser takes the first path present 
 metric is NULL when no path is present. The same table feeds the metrics dictionary page.
 
 Sources: GitLab's Service Ping docs and metric definitions, summarised in
-`../shared/spec/service-ping.md`; `used_by` follows `../shared/spec/methodology.md`.
+`docs/service-ping.md`; `used_by` follows `docs/methodology.md`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from instances.versions import Release, release
 
 TimeFrame = Literal["28d", "all", "none"]
 MeasureKey = Literal["license_utilization", "user_engagement", "scm", "ci", "cd", "devsecops"]
@@ -45,6 +47,8 @@ class Metric:
 
     name: str
     label: str
+    #: How NA reasons name it ("billable users not reported before 14.0").
+    reason_label: str
     description: str
     key_paths: tuple[str, ...]
     time_frame: TimeFrame
@@ -52,40 +56,43 @@ class Metric:
     used_by: tuple[MeasureKey, ...] = ()
 
     @property
-    def key_path(self) -> str:
-        """The preferred (first) key path."""
-        return self.key_paths[0]
+    def since(self) -> Release | None:
+        """The release that first sent the key, when the docs state one (``introduced``)."""
+        return release(self.introduced)
 
 
 _ALL_RATIOS: tuple[MeasureKey, ...] = MEASURE_KEYS
 
-_SCAN_TYPES: tuple[tuple[str, str], ...] = (
-    ("sast", "SAST"),
-    ("dast", "DAST"),
-    ("dependency_scanning", "Dependency Scanning"),
-    ("container_scanning", "Container Scanning"),
-    ("secret_detection", "Secret Detection"),
-    ("coverage_fuzzing", "Coverage Fuzzing"),
-    ("api_fuzzing", "API Fuzzing"),
+# (key, label on pages, name in NA reasons)
+_SCAN_TYPES: tuple[tuple[str, str, str], ...] = (
+    ("sast", "SAST", "SAST"),
+    ("dast", "DAST", "DAST"),
+    ("dependency_scanning", "Dependency Scanning", "dependency scanning"),
+    ("container_scanning", "Container Scanning", "container scanning"),
+    ("secret_detection", "Secret Detection", "secret detection"),
+    ("coverage_fuzzing", "Coverage Fuzzing", "coverage fuzzing"),
+    ("api_fuzzing", "API Fuzzing", "API fuzzing"),
 )
 
 _SCAN_METRICS: tuple[Metric, ...] = tuple(
     Metric(
         name=f"{scan}_scans_l28",
         label=f"{label} scans (L28)",
+        reason_label=f"{reason} scans (L28)",
         description=f"{label} scans run in the last 28 days.",
         key_paths=(f"usage_activity_by_stage_monthly.secure.{scan}_scans",),
         time_frame="28d",
         introduced=UNKNOWN_VERSION,
         used_by=("devsecops",),
     )
-    for scan, label in _SCAN_TYPES
+    for scan, label, reason in _SCAN_TYPES
 )
 
 METRICS: tuple[Metric, ...] = (
     Metric(
         name="billable_users",
         label="Billable users",
+        reason_label="billable users",
         description=(
             "Users who count against the license (active, non-bot, excluding guests on Ultimate). "
             "Not reported before GitLab 14.0."
@@ -98,6 +105,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="licensed_users",
         label="Licensed seats (ping)",
+        reason_label="licensed users",
         description=(
             "Seats on the license installed on the instance; the fallback when the subscription's "
             "licensed seats are unknown."
@@ -110,6 +118,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="active_users",
         label="Active users",
+        reason_label="active users",
         description="Users in the active state, bots excluded.",
         key_paths=("active_user_count",),
         time_frame="none",
@@ -118,6 +127,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="historical_max_users",
         label="Historical max users",
+        reason_label="historical max users",
         description=(
             "Highest number of billable users the instance has had during the license term."
         ),
@@ -128,6 +138,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="umau",
         label="Unique monthly active users (UMAU)",
+        reason_label="unique active users",
         description=(
             "Distinct users who generated a manage event in the last 28 days. "
             "User Engagement reads it from GitLab 15.2."
@@ -140,6 +151,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="git_operation_users",
         label="Git-operation users",
+        reason_label="git-operation users",
         description="Distinct users who performed a Git read, write or push in the last 28 days.",
         key_paths=(
             "usage_activity_by_stage_monthly.create.action_monthly_active_users_project_repo",
@@ -151,6 +163,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="pipeline_users",
         label="Pipeline users",
+        reason_label="pipeline users",
         description="Distinct users who triggered a CI pipeline in the last 28 days.",
         key_paths=("usage_activity_by_stage_monthly.verify.ci_pipelines",),
         time_frame="28d",
@@ -160,6 +173,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="ci_build_users",
         label="CI build users",
+        reason_label="CI build users",
         description="Distinct users who ran a CI build in the last 28 days.",
         key_paths=("usage_activity_by_stage_monthly.verify.ci_builds",),
         time_frame="28d",
@@ -168,6 +182,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="ci_builds_l28",
         label="CI builds (L28)",
+        reason_label="CI builds (L28)",
         description=(
             "CI builds created in the last 28 days. Newer versions send it as "
             "counts.count_total_create_ci_build_monthly."
@@ -180,6 +195,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="ci_internal_pipelines_l28",
         label="Internal pipelines (L28)",
+        reason_label="internal pipelines (L28)",
         description="Pipelines run from GitLab repositories in the last 28 days.",
         key_paths=("counts_monthly.ci_internal_pipelines",),
         time_frame="28d",
@@ -189,6 +205,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="deployments_l28",
         label="Deployments (L28)",
+        reason_label="deployments (L28)",
         description="Deployments created in the last 28 days.",
         key_paths=("counts_monthly.deployments",),
         time_frame="28d",
@@ -198,6 +215,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="successful_deployments_l28",
         label="Successful deployments (L28)",
+        reason_label="successful deployments (L28)",
         description="Deployments that succeeded in the last 28 days.",
         key_paths=("counts_monthly.successful_deployments",),
         time_frame="28d",
@@ -207,6 +225,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="failed_deployments_l28",
         label="Failed deployments (L28)",
+        reason_label="failed deployments (L28)",
         description="Deployments that failed in the last 28 days.",
         key_paths=("counts_monthly.failed_deployments",),
         time_frame="28d",
@@ -216,6 +235,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="deployment_users",
         label="Deployment users",
+        reason_label="deployment users",
         description="Distinct users who triggered a deployment in the last 28 days.",
         key_paths=("usage_activity_by_stage_monthly.release.deployments",),
         time_frame="28d",
@@ -225,6 +245,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="secure_scanner_users",
         label="Secure-scanner users",
+        reason_label="secure-scanner users",
         description="Distinct users who ran any security scanner in the last 28 days.",
         key_paths=("usage_activity_by_stage_monthly.secure.user_unique_users_all_secure_scanners",),
         time_frame="28d",
@@ -235,6 +256,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="merge_requests_all",
         label="Merge requests (all time)",
+        reason_label="merge requests (all time)",
         description="Merge requests ever created on the instance.",
         key_paths=("counts.merge_requests",),
         time_frame="all",
@@ -243,6 +265,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="ci_internal_pipelines_all",
         label="Internal pipelines (all time)",
+        reason_label="internal pipelines (all time)",
         description="Pipelines ever run from GitLab repositories.",
         key_paths=("counts.ci_internal_pipelines",),
         time_frame="all",
@@ -251,6 +274,7 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         name="ci_external_pipelines_all",
         label="External pipelines (all time)",
+        reason_label="external pipelines (all time)",
         description="Pipelines ever run for external repositories (CI/CD for external repos).",
         key_paths=("counts.ci_external_pipelines",),
         time_frame="all",
@@ -268,8 +292,3 @@ SEAT_METRICS: tuple[str, ...] = (
     "historical_max_users",
 )
 SCAN_METRICS: tuple[str, ...] = tuple(m.name for m in _SCAN_METRICS)
-
-
-def metrics_used_by(measure: MeasureKey) -> tuple[Metric, ...]:
-    """The metrics a health measure reads, in table order."""
-    return tuple(m for m in METRICS if measure in m.used_by)

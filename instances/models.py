@@ -234,10 +234,6 @@ class UsagePing(MetricColumns):
     def __str__(self) -> str:
         return f"{self.instance} @ {self.recorded_at:%Y-%m-%d}"
 
-    @property
-    def is_unmapped(self) -> bool:
-        return self.subscription_id is None
-
 
 class MonthlyUsage(MetricColumns):
     """The last ping of each calendar month per instance (methodology §5), for cheap trends."""

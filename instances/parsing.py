@@ -7,7 +7,7 @@ Pure functions over bytes and JSON values: no ORM, no settings. Two layers:
 - `parse_ping` (and `parse_ping_error`, `parse_ping_metadata` for the companion endpoints) reads a
   decoded payload and raises `PingRejected` with a reason a person can act on.
 
-Metric values follow `../shared/spec/service-ping.md`: GitLab's failure sentinels, absent keys and
+Metric values follow `docs/service-ping.md`: GitLab's failure sentinels, absent keys and
 anything that is not a plausible count become `None` (stored as NULL), never 0.
 """
 

@@ -1,6 +1,6 @@
 """The health-scoring methodology as pure functions over plain data.
 
-Implements ``shared/spec/methodology.md``: which instances count, how their pings combine, each
+Implements ``docs/methodology.md``: which instances count, how their pings combine, each
 measure's value and colour, the use-case, product-usage and overall roll-ups, and the API shape.
 Every threshold and weight comes from a :class:`~scoring.schemes.Scheme`; nothing here is a
 business constant. No Django, no I/O: callers load :class:`CompanyInputs` and store the
@@ -235,21 +235,6 @@ def account_age_months(customer_since: date | None, as_of: date) -> int | None:
     if as_of.day < customer_since.day:
         months -= 1
     return max(months, 0)
-
-
-def monthly_buckets(pings: Iterable[tuple[int, datetime]]) -> dict[tuple[int, int], int]:
-    """Map ``(year, month)`` → the id of the last ping recorded in that UTC calendar month.
-
-    Naive datetimes are taken as UTC. Months without a ping are absent (no value, not 0).
-    """
-    latest: dict[tuple[int, int], tuple[datetime, int]] = {}
-    for ping_id, recorded_at in pings:
-        moment = _utc(recorded_at)
-        month = (moment.year, moment.month)
-        current = latest.get(month)
-        if current is None or (moment, ping_id) > current:
-            latest[month] = (moment, ping_id)
-    return {month: ping_id for month, (_, ping_id) in latest.items()}
 
 
 def roll_up(points: Sequence[float | None], scheme: Scheme) -> tuple[float | None, Color]:

@@ -1,11 +1,11 @@
 """Scoring schemes: every threshold, weight and band of the health methodology, as data.
 
 A :class:`Scheme` is the single declarative home of the business rules described in
-``shared/spec/methodology.md``. ``scoring.methodology`` only interprets these tables; no
-threshold lives anywhere else. Each score records ``Scheme.label`` (``name@version``) so
-history can be recomputed under another scheme and the change shown.
+``docs/methodology.md``. ``scoring.methodology`` only interprets these tables; no threshold
+lives anywhere else. Each score records ``Scheme.label`` (``name@version``) so history can be
+recomputed under another scheme and the change shown.
 
-Stdlib only: this module is imported by the pure scoring core and by benchmarks.
+Pure core: the standard library and the metric registry (``instances.metrics``) only.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal
+
+from instances import metrics as metric_registry
+from instances.metrics import SCAN_METRICS
 
 Color = Literal["Red", "Yellow", "Green", "NA"]
 Unit = Literal["fraction", "ratio", "count"]
@@ -28,54 +31,20 @@ NA: Final = "NA"
 # the ping's ``licensed_users``. Resolved by ``scoring.methodology``, not read from a ping.
 LICENSED_SEATS: Final = "licensed_seats"
 
-SCAN_METRICS: Final = (
-    "sast_scans_l28",
-    "dast_scans_l28",
-    "dependency_scanning_scans_l28",
-    "container_scanning_scans_l28",
-    "secret_detection_scans_l28",
-    "coverage_fuzzing_scans_l28",
-    "api_fuzzing_scans_l28",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class MetricInfo:
-    """How a metric is named in NA reasons, and the GitLab version that started sending it."""
+    """How a metric is named in NA reasons, and the GitLab release that started sending it."""
 
     label: str
     since: tuple[int, int] | None = None
 
 
+#: What the engine knows of each metric it can read: derived from the one metric registry
+#: (``instances.metrics``), plus the licensed-seats pseudo-metric.
 METRICS: Final[Mapping[str, MetricInfo]] = MappingProxyType(
-    {
-        "billable_users": MetricInfo("billable users", (14, 0)),
-        "licensed_users": MetricInfo("licensed users"),
-        LICENSED_SEATS: MetricInfo("licensed seats"),
-        "active_users": MetricInfo("active users"),
-        "historical_max_users": MetricInfo("historical max users"),
-        "umau": MetricInfo("unique active users"),
-        "git_operation_users": MetricInfo("git-operation users"),
-        "pipeline_users": MetricInfo("pipeline users", (12, 9)),
-        "ci_build_users": MetricInfo("CI build users", (12, 9)),
-        "ci_builds_l28": MetricInfo("CI builds (L28)"),
-        "ci_internal_pipelines_l28": MetricInfo("internal pipelines (L28)"),
-        "deployments_l28": MetricInfo("deployments (L28)", (13, 2)),
-        "successful_deployments_l28": MetricInfo("successful deployments (L28)"),
-        "failed_deployments_l28": MetricInfo("failed deployments (L28)"),
-        "deployment_users": MetricInfo("deployment users"),
-        "secure_scanner_users": MetricInfo("secure-scanner users", (13, 2)),
-        "sast_scans_l28": MetricInfo("SAST scans (L28)"),
-        "dast_scans_l28": MetricInfo("DAST scans (L28)"),
-        "dependency_scanning_scans_l28": MetricInfo("dependency scanning scans (L28)"),
-        "container_scanning_scans_l28": MetricInfo("container scanning scans (L28)"),
-        "secret_detection_scans_l28": MetricInfo("secret detection scans (L28)"),
-        "coverage_fuzzing_scans_l28": MetricInfo("coverage fuzzing scans (L28)"),
-        "api_fuzzing_scans_l28": MetricInfo("API fuzzing scans (L28)"),
-        "merge_requests_all": MetricInfo("merge requests (all time)"),
-        "ci_internal_pipelines_all": MetricInfo("internal pipelines (all time)"),
-        "ci_external_pipelines_all": MetricInfo("external pipelines (all time)"),
-    }
+    {m.name: MetricInfo(m.reason_label, m.since) for m in metric_registry.METRICS}
+    | {LICENSED_SEATS: MetricInfo("licensed seats")}
 )
 
 # Use cases in display order; the last four are the adoption use cases that roll up measures.

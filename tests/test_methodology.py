@@ -6,7 +6,7 @@ No database: these build plain ``CompanyInputs`` and check the ``Scorecard``.
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
@@ -17,7 +17,6 @@ from scoring.methodology import (
     account_age_months,
     api_health_payload,
     included_totals,
-    monthly_buckets,
     roll_up,
     score_company,
     select_instances,
@@ -832,26 +831,6 @@ def test_adoption_count_is_none_when_all_use_cases_na():
     card = score(instance(instance_type="obsolete"))
     assert {uc.color for uc in card.use_cases.values()} == {"NA"}
     assert card.adoption_count is None
-
-
-# --------------------------------------------------------------------------- monthly values
-
-
-def test_monthly_value_is_the_last_ping_of_each_calendar_month():
-    pings = [
-        (5, datetime(2025, 2, 6, 9, tzinfo=UTC)),
-        (3, datetime(2025, 1, 23, 9, tzinfo=UTC)),
-        (1, datetime(2025, 1, 9, 9, tzinfo=UTC)),
-        (4, datetime(2025, 1, 30, 9, tzinfo=UTC)),
-        (2, datetime(2025, 1, 16, 9, tzinfo=UTC)),
-    ]
-    assert monthly_buckets(pings) == {(2025, 1): 4, (2025, 2): 5}
-
-
-def test_monthly_buckets_use_utc_calendar_months():
-    early_february_in_athens = datetime(2025, 2, 1, 1, tzinfo=timezone(timedelta(hours=2)))
-    pings = [(1, datetime(2025, 1, 30, tzinfo=UTC)), (2, early_february_in_athens)]
-    assert monthly_buckets(pings) == {(2025, 1): 2}
 
 
 # --------------------------------------------------------------------------- output
