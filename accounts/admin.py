@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from accounts.changes import companies_changed
 from accounts.models import Company, Subscription
-from instances.services import subscription_attach_waiting
+from instances.services.licenses import subscription_attach_waiting
 from scoring.services import companies_refresh
 
 

@@ -12,7 +12,7 @@ from accounts.changes import companies_changed
 from accounts.importers import CompanyRow, LicenseMappingRow, SubscriptionRow
 from accounts.models import Company, Subscription
 from instances.models import Instance, License, MappingSource, MonthlyUsage
-from instances.services import licenses_map, subscriptions_attach_waiting
+from instances.services.licenses import licenses_map, subscriptions_attach_waiting
 
 
 @dataclass

@@ -219,7 +219,7 @@ def post_all(url: str, token: str, bodies: list[bytes], *, clients: int) -> tupl
 
 
 def ingest_token() -> str:
-    from instances.services import ingest_token_create
+    from instances.services.tokens import ingest_token_create
 
     _, secret = ingest_token_create(name="bench")
     return secret

@@ -75,7 +75,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     _subscriptions()
     if args.threads_only:
-        from instances import services
+        from instances.services import files as services
 
         services.PROCESS_POOL_FROM = sys.maxsize
 

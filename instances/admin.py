@@ -7,7 +7,8 @@ from django.utils.html import format_html
 from accounts.admin import AccountDataAdmin
 from accounts.models import Subscription
 from accounts.permissions import can_edit_any
-from instances.services import ingest_token_create, license_map
+from instances.services.licenses import license_map
+from instances.services.tokens import ingest_token_create
 
 from .labels import label_change_apply, label_change_request
 from .models import (

@@ -66,7 +66,8 @@ def store_ping(
 
     from instances.models import UsagePing
     from instances.parsing import parse_ping
-    from instances.services import PingInput, pings_store
+    from instances.services.inputs import PingInput
+    from instances.services.store import pings_store
     from usage_portal.sampledata.payloads import build_payload
 
     if isinstance(instance_or_uuid, Instance):

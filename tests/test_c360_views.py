@@ -19,7 +19,7 @@ from accounts.models import Company, Subscription
 from instances.labels import label_change_request
 from instances.metrics import METRIC_NAMES, METRICS_BY_NAME, SCAN_METRICS
 from instances.models import Instance, LabelChange, MonthlyUsage, UsagePing
-from instances.services import monthly_refresh
+from instances.services.monthly import monthly_refresh
 from scoring.methodology import account_age_months, score_company
 from scoring.models import MonthlyScore, SchemeChange, ScoreSnapshot
 from scoring.services import active_scheme, companies_refresh, load_inputs

@@ -131,7 +131,7 @@ def test_mapping_for_a_license_no_ping_has_shown_yet_applies_when_it_arrives(tmp
 
 
 def test_a_mapping_made_by_hand_is_left_as_it_is(tmp_path, csm):
-    from instances.services import license_map
+    from instances.services.licenses import license_map
 
     run(write(tmp_path, "a.csv", COMPANIES), write(tmp_path, "s.csv", SUBSCRIPTIONS))
     store(payload("15.8.0-ee"))

@@ -18,7 +18,8 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from instances.models import Instance, PingReport, RejectedPayload, UsagePing
-from instances.services import decompress_raw, ingest_token_create
+from instances.services.storable import decompress_raw
+from instances.services.tokens import ingest_token_create
 from tests.conftest import PASSWORD
 from tests.test_ingest_support import (  # noqa: F401  (fixtures are used by name)
     FIXTURE,

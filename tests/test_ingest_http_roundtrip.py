@@ -18,7 +18,8 @@ import requests
 from django.test import override_settings
 
 from instances.models import Instance, RejectedPayload, UsagePing
-from instances.services import decompress_raw, ingest_token_create
+from instances.services.storable import decompress_raw
+from instances.services.tokens import ingest_token_create
 from tests.factories import SubscriptionFactory
 from tests.test_ingest_support import (  # noqa: F401  (fixture used by name)
     WHEN,

@@ -13,9 +13,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DataError
 
-from instances import services
 from instances.management.commands.ingest_pings import Command
 from instances.models import Instance, License, RejectedPayload, UsagePing
+from instances.services import files
 from tests.factories import SubscriptionFactory
 from tests.test_ingest_support import (  # noqa: F401  (fixtures are used by name)
     WHEN,
@@ -142,14 +142,14 @@ def test_mapped_pings_queue_one_refresh_at_the_end(
 
 
 def test_a_file_the_database_refuses_is_rejected_alone(folder, monkeypatch):
-    real = services.pings_store
+    real = files.pings_store
 
     def picky(*, inputs, **kw):
         if any(i.label.endswith("i1/deep/w0.json") for i in inputs):
             raise DataError("value out of range")
         return real(inputs=inputs, **kw)
 
-    monkeypatch.setattr(services, "pings_store", picky)
+    monkeypatch.setattr(files, "pings_store", picky)
 
     out, err, status = ingest(folder)
 
@@ -173,7 +173,7 @@ def test_progress_bar_stays_off_when_stderr_is_not_a_terminal(folder):
 
 
 def test_many_files_are_read_by_worker_processes_with_the_same_result(tmp_path):
-    assert services.PROCESS_POOL_FROM <= 120
+    assert files.PROCESS_POOL_FROM <= 120
     for n in range(120):
         uuid = f"00000000-0000-0000-0000-{n:012d}"
         body = payload("15.8.0-ee", uuid=uuid, md5=f"{n:032x}", sha256=None)

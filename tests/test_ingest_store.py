@@ -21,7 +21,9 @@ from instances.models import (
     MonthlyUsage,
     UsagePing,
 )
-from instances.services import decompress_raw, license_map, pings_store
+from instances.services.licenses import license_map
+from instances.services.storable import decompress_raw
+from instances.services.store import pings_store
 from tests.factories import CompanyFactory, SubscriptionFactory
 from tests.test_ingest_support import (  # noqa: F401  (fixtures are used by name)
     FIXTURE,

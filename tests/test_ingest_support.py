@@ -23,7 +23,8 @@ from instances.models import (
     UsagePing,
 )
 from instances.parsing import decode_body, parse_ping
-from instances.services import PingInput, pings_store
+from instances.services.inputs import PingInput
+from instances.services.store import pings_store
 from usage_portal.sampledata.payloads import build_payload
 
 PINGS = Path(__file__).resolve().parent / "data" / "pings"

@@ -9,16 +9,21 @@ import orjson
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
+from django.utils.datastructures import MultiValueDict
 
 from instances.models import RejectedPayload, UsagePing
-from instances.services import decompress_raw
+from instances.services.files import ping_uploads_store
+from instances.services.storable import decompress_raw
+from scoring import tasks
 from tests.conftest import PASSWORD
+from tests.factories import SubscriptionFactory
 from tests.test_ingest_support import (  # noqa: F401  (fixtures are used by name)
     WHEN,
     on_each_database,
     payload,
     row_counts,
 )
+from usage_portal.web.ingest.forms import PingUploadForm
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_each_database")]
 
@@ -127,3 +132,40 @@ def test_submitting_no_file_shows_a_form_error(csm):
     assert response.status_code == 200
     assert response.context["form"].errors["files"]
     assert response.context["results"] is None
+
+
+def test_the_form_validates_and_stores_nothing(db):
+    before = row_counts()
+    form = PingUploadForm(
+        data={}, files=MultiValueDict({"files": [upload("a.json", orjson.dumps(payload()))]})
+    )
+    assert form.is_valid(), form.errors
+    assert row_counts() == before  # storing is ping_uploads_store's, called by the view
+
+
+def test_stored_uploads_queue_one_refresh_for_the_companies_they_touched(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    calls = []
+    monkeypatch.setattr(tasks.refresh_companies, "delay", lambda *args: calls.append(args))
+    subs = [SubscriptionFactory(), SubscriptionFactory()]
+    uploads = [
+        upload(
+            f"{n}.json",
+            orjson.dumps(
+                payload(
+                    uuid=f"00000000-0000-0000-0000-{n:012d}",
+                    md5=f"{n:032x}",
+                    sha256=None,
+                    subscription_id=sub.name,
+                )
+            ),
+        )
+        for n, sub in enumerate(subs)
+    ] + [upload("broken.json", b"{")]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        results = ping_uploads_store(uploads=uploads)
+
+    assert [r.ok for r in results] == [True, True, False]
+    assert calls == [(sorted(s.company_id for s in subs), "uploaded pings", None, True)]

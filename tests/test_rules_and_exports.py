@@ -16,7 +16,7 @@ from instances.rules import (
     RuleInstance,
     rule_decisions,
 )
-from instances.services import ingest_token_create
+from instances.services.tokens import ingest_token_create
 from scoring.exports import instance_types_export_write
 from scoring.services import companies_refresh
 from tests.factories import CompanyFactory, InstanceFactory, SubscriptionFactory, store_ping

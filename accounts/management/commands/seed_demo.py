@@ -16,7 +16,8 @@ from instances.labels import label_change_apply, label_change_request
 from instances.models import Instance, InstanceKind, LabelChange, PingSource
 from instances.parsing import parse_ping
 from instances.saas import parse_saas_row
-from instances.services import PingInput, pings_store
+from instances.services.inputs import PingInput
+from instances.services.store import pings_store
 from scoring.services import companies_recompute_all
 from usage_portal.sampledata.demo import build_book, iter_ping_kwargs, iter_saas_rows
 from usage_portal.sampledata.payloads import build_payload

@@ -11,11 +11,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from accounts.changes import companies_changed
-from instances.services import (
-    ping_files_find,
-    ping_files_ingest,
-    rejected_payloads_keep,
-)
+from instances.services.files import ping_files_find, ping_files_ingest
+from instances.services.rejections import rejected_payloads_keep
 
 
 class Command(BaseCommand):

@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.changes import companies_changed
 from instances.parsing import PingRejected
-from instances.services import rejected_payloads_keep, saas_export_ingest
+from instances.services.files import saas_export_ingest
+from instances.services.rejections import rejected_payloads_keep
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.models import Company
-from instances.services import ingest_token_authenticate
+from instances.services.tokens import ingest_token_authenticate
 from scoring.exports import (
     health_csv as build_health_csv,
 )

@@ -29,13 +29,11 @@ from instances.parsing import (
     parse_ping_error,
     parse_ping_metadata,
 )
-from instances.services import (
-    PingInput,
-    ingest_token_authenticate,
-    ping_report_store,
-    pings_store,
-    rejected_payload_keep,
-)
+from instances.services.files import ping_uploads_store
+from instances.services.inputs import PingInput
+from instances.services.rejections import ping_report_store, rejected_payload_keep
+from instances.services.store import pings_store
+from instances.services.tokens import ingest_token_authenticate
 from usage_portal.web.ingest.forms import PingUploadForm
 
 logger = logging.getLogger(__name__)
@@ -201,7 +199,7 @@ def ping_upload(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = PingUploadForm(request.POST, request.FILES)
         if form.is_valid():
-            results = form.ingest()
+            results = ping_uploads_store(uploads=form.cleaned_data["files"])
             stored = sum(1 for r in results if r.ok)
             level = messages.SUCCESS if stored == len(results) else messages.WARNING
             messages.add_message(

@@ -21,7 +21,7 @@ from django_tables2 import RequestConfig
 from accounts.models import Subscription
 from instances.metrics import METRICS, Metric
 from instances.models import License, MappingSource, RejectedPayload
-from instances.services import license_map as license_map_service
+from instances.services.licenses import license_map as license_map_service
 from instances.versions import release_label
 from scoring.schemes import (
     ADOPTION_USE_CASES,
