@@ -13,6 +13,9 @@ from __future__ import annotations
 LABEL = "instances.label_instance"
 SENTIMENT = "accounts.set_sentiment"
 EDIT_ANY = "accounts.edit_any_account"
+#: Role permissions that are not about one account.
+MAP_LICENSES = "instances.map_license"
+APPLY_NOW = "instances.apply_label_change_now"
 
 
 def _active(user) -> bool:
@@ -49,3 +52,13 @@ def can_set_sentiment(user, company) -> bool:
 def can_edit(user, company) -> bool:
     """Whether the C360 offers ``user`` its edits on ``company``: labels and sentiment."""
     return can_label(user, company) and can_set_sentiment(user, company)
+
+
+def can_map_licenses(user) -> bool:
+    """Ops: may map a license to a subscription (Data quality, the admin)."""
+    return _active(user) and user.has_perm(MAP_LICENSES)
+
+
+def can_apply_now(user) -> bool:
+    """Ops: may apply a pending label change before its refresh delay ends."""
+    return _active(user) and user.has_perm(APPLY_NOW)

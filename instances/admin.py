@@ -6,7 +6,7 @@ from django.utils.html import format_html
 
 from accounts.admin import AccountDataAdmin
 from accounts.models import Subscription
-from accounts.permissions import can_edit_any
+from accounts.permissions import can_apply_now, can_edit_any, can_map_licenses
 from instances.services.licenses import license_map
 from instances.services.tokens import ingest_token_create
 
@@ -85,7 +85,7 @@ class LicenseAdmin(admin.ModelAdmin):
         )
 
     def has_map_permission(self, request):
-        return request.user.has_perm("instances.map_license")
+        return can_map_licenses(request.user)
 
 
 @admin.register(Instance)
@@ -174,7 +174,7 @@ class InstanceAdmin(AccountDataAdmin):
         return can_edit_any(request.user)
 
     def has_apply_now_permission(self, request):
-        return request.user.has_perm("instances.apply_label_change_now")
+        return can_apply_now(request.user)
 
 
 @admin.register(UsagePing)
@@ -235,7 +235,7 @@ class LabelChangeAdmin(ReadOnlyAdmin):
         self.message_user(request, f"Applied {applied} pending label change(s) now.")
 
     def has_apply_now_permission(self, request):
-        return request.user.has_perm("instances.apply_label_change_now")
+        return can_apply_now(request.user)
 
 
 @admin.register(IngestToken)

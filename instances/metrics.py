@@ -5,7 +5,8 @@ paths that carry it, in fallback order: the parser takes the first path present 
 metric is NULL when no path is present. The same table feeds the metrics dictionary page.
 
 Sources: GitLab's Service Ping docs and metric definitions, summarised in
-`docs/service-ping.md`; `used_by` follows `docs/methodology.md`.
+`docs/service-ping.md`. Which measures read a metric is the schemes' business
+(`scoring/schemes.py`), not this table's.
 """
 
 from __future__ import annotations
@@ -16,16 +17,6 @@ from typing import Literal
 from instances.versions import Release, release
 
 TimeFrame = Literal["28d", "all", "none"]
-MeasureKey = Literal["license_utilization", "user_engagement", "scm", "ci", "cd", "devsecops"]
-
-MEASURE_KEYS: tuple[MeasureKey, ...] = (
-    "license_utilization",
-    "user_engagement",
-    "scm",
-    "ci",
-    "cd",
-    "devsecops",
-)
 
 # GitLab's "unknown" values: -1 timeout/failure, -2 counter error, -3 SQL metric left out of a
 # non-SQL export, -1000 deprecated metric. They must never be stored as numbers.
@@ -42,7 +33,7 @@ class Metric:
     `key_paths` are dotted paths tried in order (first present wins). `time_frame` is "28d" (30 to 2
     days before recording), "all" (all time) or "none" (a setting or identity figure). `introduced`
     is the GitLab version that first sent the key ("< 13.9" when older than the docs go back,
-    `UNKNOWN_VERSION` when undocumented). `used_by` lists the health measures that read it.
+    `UNKNOWN_VERSION` when undocumented).
     """
 
     name: str
@@ -53,15 +44,12 @@ class Metric:
     key_paths: tuple[str, ...]
     time_frame: TimeFrame
     introduced: str
-    used_by: tuple[MeasureKey, ...] = ()
 
     @property
     def since(self) -> Release | None:
         """The release that first sent the key, when the docs state one (``introduced``)."""
         return release(self.introduced)
 
-
-_ALL_RATIOS: tuple[MeasureKey, ...] = MEASURE_KEYS
 
 # (key, label on pages, name in NA reasons)
 _SCAN_TYPES: tuple[tuple[str, str, str], ...] = (
@@ -83,7 +71,6 @@ _SCAN_METRICS: tuple[Metric, ...] = tuple(
         key_paths=(f"usage_activity_by_stage_monthly.secure.{scan}_scans",),
         time_frame="28d",
         introduced=UNKNOWN_VERSION,
-        used_by=("devsecops",),
     )
     for scan, label, reason in _SCAN_TYPES
 )
@@ -100,7 +87,6 @@ METRICS: tuple[Metric, ...] = (
         key_paths=("license_billable_users",),
         time_frame="all",
         introduced="14.0",
-        used_by=_ALL_RATIOS,
     ),
     Metric(
         name="licensed_users",
@@ -113,7 +99,6 @@ METRICS: tuple[Metric, ...] = (
         key_paths=("license_user_count",),
         time_frame="none",
         introduced="< 13.9",
-        used_by=("license_utilization",),
     ),
     Metric(
         name="active_users",
@@ -146,7 +131,6 @@ METRICS: tuple[Metric, ...] = (
         key_paths=("usage_activity_by_stage_monthly.manage.events",),
         time_frame="28d",
         introduced="< 13.9",
-        used_by=("user_engagement",),
     ),
     Metric(
         name="git_operation_users",
@@ -158,7 +142,6 @@ METRICS: tuple[Metric, ...] = (
         ),
         time_frame="28d",
         introduced="< 13.9",
-        used_by=("scm",),
     ),
     Metric(
         name="pipeline_users",
@@ -168,7 +151,6 @@ METRICS: tuple[Metric, ...] = (
         key_paths=("usage_activity_by_stage_monthly.verify.ci_pipelines",),
         time_frame="28d",
         introduced="12.9",
-        used_by=("ci",),
     ),
     Metric(
         name="ci_build_users",
@@ -190,7 +172,6 @@ METRICS: tuple[Metric, ...] = (
         key_paths=("counts_monthly.ci_builds", "counts.count_total_create_ci_build_monthly"),
         time_frame="28d",
         introduced=UNKNOWN_VERSION,
-        used_by=("ci",),
     ),
     Metric(
         name="ci_internal_pipelines_l28",
@@ -200,7 +181,6 @@ METRICS: tuple[Metric, ...] = (
         key_paths=("counts_monthly.ci_internal_pipelines",),
         time_frame="28d",
         introduced=UNKNOWN_VERSION,
-        used_by=("devsecops",),
     ),
     Metric(
         name="deployments_l28",
@@ -210,7 +190,6 @@ METRICS: tuple[Metric, ...] = (
         key_paths=("counts_monthly.deployments",),
         time_frame="28d",
         introduced="13.2",
-        used_by=("cd",),
     ),
     Metric(
         name="successful_deployments_l28",
@@ -220,7 +199,6 @@ METRICS: tuple[Metric, ...] = (
         key_paths=("counts_monthly.successful_deployments",),
         time_frame="28d",
         introduced=UNKNOWN_VERSION,
-        used_by=("cd",),
     ),
     Metric(
         name="failed_deployments_l28",
@@ -230,7 +208,6 @@ METRICS: tuple[Metric, ...] = (
         key_paths=("counts_monthly.failed_deployments",),
         time_frame="28d",
         introduced=UNKNOWN_VERSION,
-        used_by=("cd",),
     ),
     Metric(
         name="deployment_users",
@@ -240,7 +217,6 @@ METRICS: tuple[Metric, ...] = (
         key_paths=("usage_activity_by_stage_monthly.release.deployments",),
         time_frame="28d",
         introduced="< 13.9",
-        used_by=("cd",),
     ),
     Metric(
         name="secure_scanner_users",
@@ -250,7 +226,6 @@ METRICS: tuple[Metric, ...] = (
         key_paths=("usage_activity_by_stage_monthly.secure.user_unique_users_all_secure_scanners",),
         time_frame="28d",
         introduced="13.2",
-        used_by=("devsecops",),
     ),
     *_SCAN_METRICS,
     Metric(

@@ -149,14 +149,6 @@ def test_metric_table_names_and_exports_are_consistent() -> None:
     for metric in METRICS:
         assert metric.time_frame in {"28d", "all", "none"}
         assert metric.key_paths and metric.label and metric.description
-        assert set(metric.used_by) <= {
-            "license_utilization",
-            "user_engagement",
-            "scm",
-            "ci",
-            "cd",
-            "devsecops",
-        }
 
 
 # --------------------------------------------------------------------------------------------------

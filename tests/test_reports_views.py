@@ -32,7 +32,8 @@ from instances.versions import release_n_behind, releases_behind
 from scoring.models import ScoreSnapshot
 from scoring.services import active_scheme
 from tests.conftest import PASSWORD
-from usage_portal.web.dashboard.tables import percent
+from usage_portal.web.kit.tables import percent
+from usage_portal.web.reports.charts import versions_chart
 
 SEGMENTS = ("Strategic", "Growth", "Scale", "Digital")
 COLORS = ("Red", "Yellow", "Green")
@@ -713,8 +714,6 @@ def test_login_with_password_works_for_every_role(client, ops, csm, viewer, db):
 
 
 def test_versions_chart_is_a_plain_figure_with_titled_axes():
-    from usage_portal.web.reports.charts import versions_chart
-
     assert versions_chart([]) is None
     figure = versions_chart(
         [

@@ -1,3 +1,5 @@
+"""The page layer's app config: registers ``usage_portal.web`` for its start-up hook."""
+
 from django.apps import AppConfig
 
 
@@ -9,6 +11,6 @@ class WebConfig(AppConfig):
     verbose_name = "Pages"
 
     def ready(self) -> None:
-        from usage_portal.web.dashboard.tables import install_signature_cache
+        from usage_portal.web.kit.tables import install_signature_cache
 
         install_signature_cache()

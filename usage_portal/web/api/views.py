@@ -1,4 +1,8 @@
-"""Data out: the health API (session or ingest token), the health CSV, instance-type exports."""
+"""Data out: the health API (session or ingest token), the health CSV, instance-type exports.
+
+Thin shells: the payloads and files come from ``scoring.exports``, the snapshot from
+``selectors``, the token check from ``instances.services.tokens``.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,14 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from accounts.models import Company
 from instances.services.tokens import ingest_token_authenticate
-from scoring.exports import (
-    health_csv as build_health_csv,
-)
+from scoring.exports import health_csv as build_health_csv
 from scoring.exports import (
     health_payload,
     instance_types_export_write,
     latest_instance_type_export,
 )
-from scoring.models import ScoreSnapshot
+from usage_portal.web.api.selectors import account_exists, current_snapshot
 
 
 def _bearer_ok(request: HttpRequest) -> bool:
@@ -35,13 +36,9 @@ def account_health(request: HttpRequest, crm_account_id: str) -> HttpResponse:
             {"error": "authentication required: a session or 'Authorization: Bearer <token>'"},
             status=401,
         )
-    snapshot = (
-        ScoreSnapshot.objects.filter(company__crm_account_id=crm_account_id, is_current=True)
-        .select_related("company")
-        .first()
-    )
+    snapshot = current_snapshot(crm_account_id)
     if snapshot is None:
-        if Company.objects.filter(crm_account_id=crm_account_id).exists():
+        if account_exists(crm_account_id):
             return JsonResponse({"error": "scores not computed yet for this account"}, status=404)
         return JsonResponse({"error": f"no account with CRM id {crm_account_id}"}, status=404)
     return JsonResponse(health_payload(snapshot))

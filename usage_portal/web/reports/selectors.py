@@ -1,20 +1,20 @@
-"""Selectors and filters of the cross-account instance reports.
+"""Selectors of the cross-account instance reports: querysets with what each report shows.
 
 Each selector returns a lazy queryset with everything its report shows as annotations, so a page
 costs a fixed number of queries whatever the size of the book: CSM Burn-Down, GitLab version
-details, and the data-quality lists.
+details, and the data-quality lists. Their filter sets are in ``filters``; the stale threshold is
+``scoring.services.stale_ping_days()`` and "included in health" is
+``Instance.objects.health_eligible()``, the engine's own rules.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import django_filters
 from django.db.models import (
     Count,
     Exists,
     F,
-    FilteredRelation,
     FloatField,
     IntegerField,
     Max,
@@ -30,16 +30,16 @@ from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 
-from accounts.models import CSM_OWNED_SEGMENTS, Company, Deployment, Segment, Subscription
-from instances.models import HealthInclusion, Instance, InstanceKind, InstanceType, UsagePing
-from instances.versions import Release, release_n_behind, release_of
+from accounts.models import CSM_OWNED_SEGMENTS, Company, Deployment, Subscription
+from instances.models import Instance, InstanceKind, InstanceType, RejectedPayload, UsagePing
+from instances.versions import Release, release_of
 from scoring.services import stale_ping_days
-from usage_portal.web.dashboard.filters import (
+from usage_portal.web.dashboard.selectors import (
     NO_USAGE_DATA,
-    CsmFilter,
-    PortalFilterSet,
-    SubqueryCount,
+    company_instances,
+    current_snapshot,
 )
+from usage_portal.web.kit.expressions import SubqueryCount
 
 # --------------------------------------------------------------------------------------------------
 # GitLab versions
@@ -215,10 +215,6 @@ def unlinked_namespaces() -> QuerySet[Instance]:
     )
 
 
-def _company_instances(**filters) -> QuerySet[Instance]:
-    return Instance.objects.filter(company=OuterRef("pk"), **filters).order_by()
-
-
 def _count(queryset: QuerySet) -> Subquery:
     return Subquery(queryset.annotate(n=SubqueryCount()).values("n"), output_field=IntegerField())
 
@@ -239,26 +235,24 @@ def accounts_without_usage(now: datetime | None = None) -> QuerySet[Company]:
     """Accounts whose product usage cannot be measured, with what explains it.
 
     The same rule as the dashboard's "No usage data" filter. Annotations feed
-    ``instances.reports.no_usage_reason``: instance counts (all, Production, included in health,
-    included with a ping in the last ``STALE_INSTANCE_DAYS`` days), the oldest version among
-    those, SaaS subscriptions and namespaces, and the scorecard's own NA reason.
+    ``viewmodels.no_usage_reason``: instance counts (all, labeled Production, included in health
+    by the engine's rule, those included with a ping in the last ``STALE_INSTANCE_DAYS`` days),
+    the oldest version among those, SaaS subscriptions and namespaces, and the scorecard's own
+    NA reason.
     """
     cutoff = _stale_cutoff(now)
-    included = Q(instance_type=InstanceType.PRODUCTION) & ~Q(
-        health_inclusion=HealthInclusion.OPT_OUT
-    )
-    fresh = _company_instances().filter(included, last_ping_at__gte=cutoff)
-    current = Q(score_snapshots__is_current=True)
+    included = company_instances().health_eligible()
+    fresh = included.filter(last_ping_at__gte=cutoff)
     return (
-        Company.objects.alias(snap=FilteredRelation("score_snapshots", condition=current))
+        Company.objects.alias(snap=current_snapshot())
         .filter(NO_USAGE_DATA)
         .select_related("csm")
         .annotate(
-            n_instances=_count(_company_instances()),
-            n_production=_count(_company_instances(instance_type=InstanceType.PRODUCTION)),
-            n_included=_count(_company_instances().filter(included)),
+            n_instances=_count(company_instances()),
+            n_production=_count(company_instances(instance_type=InstanceType.PRODUCTION)),
+            n_included=_count(included),
             n_fresh=_count(fresh),
-            n_saas=_count(_company_instances(kind=InstanceKind.SAAS)),
+            n_saas=_count(company_instances(kind=InstanceKind.SAAS)),
             has_saas_subscription=Exists(
                 Subscription.objects.filter(company=OuterRef("pk"), deployment=Deployment.SAAS)
             ),
@@ -269,7 +263,7 @@ def accounts_without_usage(now: datetime | None = None) -> QuerySet[Company]:
                 .values("v")
             ),
             last_ping_at=Subquery(
-                _company_instances().values("company").annotate(m=Max("last_ping_at")).values("m")
+                company_instances().values("company").annotate(m=Max("last_ping_at")).values("m")
             ),
             snapshot_id=F("snap__id"),
             lu_reason=_snapshot_text("measures", "license_utilization", "reason"),
@@ -278,93 +272,15 @@ def accounts_without_usage(now: datetime | None = None) -> QuerySet[Company]:
     )
 
 
-def stale_instances(now: datetime | None = None) -> QuerySet[Instance]:
+def stale_instances() -> QuerySet[Instance]:
     """Instances silent for ``STALE_INSTANCE_DAYS`` days (Obsolete ones are expected to be)."""
     return (
-        Instance.objects.filter(last_ping_at__lt=_stale_cutoff(now))
+        Instance.objects.stale(stale_ping_days())
         .exclude(instance_type=InstanceType.OBSOLETE)
         .select_related("company", "company__csm", "subscription")
     )
 
 
-# --------------------------------------------------------------------------------------------------
-# Filters
-
-
-class BurndownFilter(PortalFilterSet):
-    csm = CsmFilter(company_path="company__")
-    segment = django_filters.ChoiceFilter(
-        field_name="company__segment",
-        choices=[(s.value, s.label) for s in CSM_OWNED_SEGMENTS],
-        label="Segment",
-        empty_label="Strategic and Growth",
-    )
-    q = django_filters.CharFilter(
-        label="Account or hostname", method="filter_text", help_text="Part of a name"
-    )
-    older_than = django_filters.NumberFilter(
-        label="Unknown for at least (days)", method="filter_older_than", min_value=0
-    )
-
-    class Meta:
-        model = Instance
-        fields: list[str] = []
-
-    def filter_text(self, queryset, name, value):
-        value = value.strip()
-        if not value:
-            return queryset
-        return queryset.filter(
-            Q(company__name__icontains=value) | Q(hostname__icontains=value) | Q(uuid=value)
-        )
-
-    def filter_older_than(self, queryset, name, value):
-        if value is None:
-            return queryset
-        since = timezone.now() - timedelta(days=int(value))
-        return queryset.filter(first_seen__lte=since)
-
-
-class VersionsFilter(PortalFilterSet):
-    csm = CsmFilter(company_path="company__")
-    older_than = django_filters.NumberFilter(
-        label="Older than N minor releases",
-        method="filter_older_than",
-        min_value=1,
-        max_value=200,
-        help_text="Relative to the newest version any instance reports",
-    )
-    instance_type = django_filters.ChoiceFilter(
-        choices=InstanceType.choices, empty_label="All instance types"
-    )
-    segment = django_filters.ChoiceFilter(
-        field_name="company__segment",
-        choices=Segment.choices,
-        label="Segment",
-        empty_label="All segments",
-    )
-    q = django_filters.CharFilter(label="Account or hostname", method="filter_text")
-
-    class Meta:
-        model = Instance
-        fields: list[str] = []
-
-    def __init__(self, *args, newest: Release | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.newest = newest
-
-    @property
-    def threshold(self) -> Release | None:
-        """The oldest release not filtered out, when "older than" is set."""
-        value = self.form.cleaned_data.get("older_than") if self.is_bound else None
-        if value is None or self.newest is None:
-            return None
-        return release_n_behind(self.newest, int(value))
-
-    def filter_older_than(self, queryset, name, value):
-        if value is None or self.newest is None:
-            return queryset
-        major, minor = release_n_behind(self.newest, int(value))
-        return queryset.filter(version_sort__lt=major * 1_000_000 + minor * 1_000)
-
-    filter_text = BurndownFilter.filter_text
+def rejected_payloads() -> QuerySet[RejectedPayload]:
+    """Payloads ingest refused, without their (large) raw body."""
+    return RejectedPayload.objects.defer("raw")

@@ -1,4 +1,7 @@
-"""Tables of the cross-account instance reports: Burn-Down, versions and data quality."""
+"""Tables of the cross-account instance reports: Burn-Down, versions and data quality.
+
+Built from the kit's column types (``usage_portal.web.kit.tables``), rendered by django-tables2.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +17,12 @@ from django.utils.safestring import mark_safe
 from accounts.permissions import can_label
 from instances.models import Instance, RejectedPayload
 from instances.versions import release_label, release_of, releases_behind
-from usage_portal.web.dashboard.tables import (
+from usage_portal.web.kit.tables import (
     NUM,
+    AccountColumn,
     CsmColumn,
     DateColumn,
     NumberColumn,
-    account_link,
     nulls_last,
     percent,
     pill,
@@ -72,12 +75,9 @@ class InstanceColumn(tables.Column):
         return str(record)
 
 
-class AccountColumn(tables.Column):
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("verbose_name", "Account")
-        kwargs.setdefault("accessor", "company__name")
-        kwargs.setdefault("linkify", account_link("company_id"))
-        super().__init__(*args, **kwargs)
+def instance_account(**kwargs) -> AccountColumn:
+    """The instance's account, linked to its C360 summary."""
+    return AccountColumn(accessor="company__name", pk_field="company_id", **kwargs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ class AccountColumn(tables.Column):
 class BurndownTable(tables.Table):
     label = "Unknown instances on CSM-owned accounts"
 
-    account = AccountColumn()
+    account = instance_account()
     instance = InstanceColumn()
     uuid = tables.Column(verbose_name="UUID", visible=False)
     csm = CsmColumn(accessor="company__csm")
@@ -163,7 +163,7 @@ SECURITY_MAINTAINED = 2
 class VersionsTable(tables.Table):
     label = "Self-managed instances and their GitLab version"
 
-    account = AccountColumn()
+    account = instance_account()
     csm = CsmColumn(accessor="company__csm")
     instance = InstanceColumn()
     uuid = tables.Column(verbose_name="UUID", visible=False)
@@ -336,7 +336,7 @@ class NoUsageTable(tables.Table):
 
     label = "Accounts with no usage data"
 
-    name = tables.Column(verbose_name="Account", linkify=account_link())
+    name = AccountColumn()
     csm = CsmColumn()
     segment = tables.Column()
     reason = tables.Column(
@@ -383,7 +383,7 @@ class NoUsageTable(tables.Table):
 class StaleTable(tables.Table):
     label = "Stale instances"
 
-    account = AccountColumn(empty_values=())
+    account = instance_account(empty_values=())
     instance = InstanceColumn()
     instance_type = tables.Column(verbose_name="Type")
     csm = CsmColumn(accessor="company__csm")

@@ -1,0 +1,49 @@
+"""The portal's list view: filtered, sorted, paginated, exportable, "my accounts" by default.
+
+Shared by the dashboard and the instance reports.
+"""
+
+from __future__ import annotations
+
+from django_filters.views import FilterView
+from django_tables2 import SingleTableMixin
+from django_tables2.export.views import ExportMixin
+
+from accounts.permissions import owns_accounts
+from usage_portal.web.kit.filters import with_csm_default
+from usage_portal.web.kit.tables import TwoStepPaginator
+
+EXPORT_FORMATS = ("csv", "xlsx")
+
+
+class CsmDefaultFilterView(ExportMixin, SingleTableMixin, FilterView):
+    """A filtered, sortable, paginated, exportable list whose CSM filter defaults to "me".
+
+    Subclasses set ``nav`` (the left navigation entry), ``export_name`` (the download's file
+    name) and the usual ``table_class``/``filterset_class``/``template_name``.
+    """
+
+    export_formats = EXPORT_FORMATS
+    table_pagination = {"per_page": 50, "paginator_class": TwoStepPaginator}
+    nav = ""
+
+    def get_filterset_kwargs(self, filterset_class):
+        kwargs = super().get_filterset_kwargs(filterset_class)
+        kwargs["data"] = with_csm_default(self.request.GET, self.request.user)
+        return kwargs
+
+    def get_export_filename(self, export_format):
+        return f"{self.export_name}.{export_format}"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        data = self.filterset.data
+        user = self.request.user
+        context.update(
+            nav=self.nav,
+            export_formats=self.export_formats,
+            is_csm=owns_accounts(user),
+            showing_mine=data.get("csm") == str(user.pk),
+            filtered_count=context["table"].paginator.count if context["table"].page else None,
+        )
+        return context
