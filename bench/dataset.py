@@ -23,8 +23,11 @@ from . import procs
 
 MARKER_TABLE = "bench_dataset"
 GENERATOR_FILES = (
+    "usage_portal/sampledata/shapes.py",
     "usage_portal/sampledata/loadgen.py",
-    "usage_portal/sampledata/demo.py",
+    # Which keys (so which metrics) a version's pings carry.
+    "usage_portal/sampledata/payloads.py",
+    "usage_portal/sampledata/bulk_load.py",
     "instances/management/commands/generate_load_data.py",
     # How scores and monthly history are written (the dataset stores them).
     "scoring/services.py",

@@ -4,9 +4,11 @@ Runs at a small size on whatever database the suite uses: bulk_create on SQLite,
 indexes and keys rebuilt on PostgreSQL (``make test-integration``).
 """
 
+import ast
 import io
 from collections import Counter
 from datetime import date
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import authenticate
@@ -14,6 +16,8 @@ from django.core.management import CommandError, call_command
 from django.db.models import Count, Max, Min
 
 from accounts.models import Company, Subscription
+from bench.dataset import GENERATOR_FILES
+from bench.procs import ROOT
 from instances.metrics import METRIC_NAMES
 from instances.models import Instance, LabelChange, License, MonthlyUsage, UsagePing
 from scoring.models import ScoreSnapshot
@@ -165,3 +169,31 @@ def test_generate_load_data_refuses_to_mix_books_and_is_deterministic_on_reset()
         _generate(no_scores=True)
     _generate(no_scores=True, reset=True)
     assert _digest() == first
+
+
+def _package_modules_run_by(path: str) -> set[str]:
+    """``path`` and every module of its package it imports, directly or not."""
+    package = str(Path(path).parent).replace("/", ".")
+    seen, todo = set(), [path]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        folder = (ROOT / current).parent.relative_to(ROOT)
+        for node in ast.walk(ast.parse((ROOT / current).read_text())):
+            if not isinstance(node, ast.ImportFrom) or not node.module:
+                continue
+            if node.level == 1:
+                todo.append(str(folder / f"{node.module}.py"))
+            elif node.level == 0 and node.module.startswith(f"{package}."):
+                todo.append(node.module.replace(".", "/") + ".py")
+    return seen
+
+
+def test_the_bench_dataset_digest_covers_every_load_generator_module():
+    """bench/dataset.py regenerates its pristine copy when these files change: each must exist, and
+    every module the load generator runs must be among them (payloads decides which metrics a
+    version's pings leave NULL)."""
+    assert all((ROOT / name).is_file() for name in GENERATOR_FILES)
+    assert _package_modules_run_by("usage_portal/sampledata/bulk_load.py") <= set(GENERATOR_FILES)

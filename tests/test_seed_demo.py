@@ -10,7 +10,7 @@ from accounts.models import Company, Subscription
 from instances.models import Instance, LabelChange, MonthlyUsage, UsagePing
 from instances.versions import parse_version
 from scoring.models import ScoreSnapshot
-from usage_portal.sampledata.demo import build_book
+from usage_portal.sampledata.demo import build_book, iter_ping_kwargs
 
 
 def _counts():
@@ -80,3 +80,36 @@ def test_default_book_covers_every_case_the_product_must_show():
     assert any(v[0] == 16 and v[1] >= 2 for v in versions)
     assert any(i.kind == "saas" for i in book.instances)
     assert {c.trend for c in book.companies} == {"growing", "flat", "declining"}
+
+
+def test_a_short_demo_book_pings_only_within_its_weeks():
+    """Instances that start pinging late never start before the book's first week.
+
+    A late start used to be drawn up to 30 weeks before the end whatever the book's length: an
+    8-week book failed with an IndexError and a 20-week one dated pings from the wrong weeks.
+    """
+    for weeks in (8, 20):
+        book = build_book(companies=48, weeks=weeks)
+        dates = book.week_dates()
+        for spec in book.instances:
+            if spec.kind != "self-managed":
+                continue
+            days = [kwargs["recorded_at"].date() for kwargs in iter_ping_kwargs(book, spec)]
+            assert days == sorted(set(days)), spec.hostname
+            assert all(dates[0] <= day <= dates[-1] for day in days), spec.hostname
+
+
+@pytest.mark.django_db
+def test_seed_demo_rerun_queues_no_second_pending_edit():
+    """csm1 owns several Unknown instances in the full-width book; the one pending edit the demo
+    leaves must not move on to the next of them on every re-run."""
+    call_command("seed_demo", companies=48, weeks=8, stdout=io.StringIO())
+    first = _counts()
+    pending = list(LabelChange.objects.pending().values_list("instance__hostname", flat=True))
+    assert len(pending) == 1
+    assert Instance.objects.unknown().filter(company__csm__username="csm1").count() >= 2
+    call_command("seed_demo", companies=48, weeks=8, stdout=io.StringIO())
+    assert _counts() == first
+    assert list(LabelChange.objects.pending().values_list("instance__hostname", flat=True)) == (
+        pending
+    )

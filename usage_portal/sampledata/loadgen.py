@@ -1,18 +1,18 @@
 """A large book of business for benchmarks: the demo's shape and variety, at any size.
 
-Pure data (no ORM, no database): ``build_load_book`` lays out companies, subscriptions, licenses,
+Pure data (no database): ``build_load_book`` lays out companies, subscriptions, licenses,
 instances and namespaces; ``PingRows`` turns that book into the rows of ``UsagePing`` (week by
 week, all instances of a week together, the order in which a real book accumulates) and, on the
-way, the rows of ``MonthlyUsage`` (the last ping of each calendar month per instance). The
-``generate_load_data`` command writes both with COPY.
+way, the rows of ``MonthlyUsage`` (the last ping of each calendar month per instance).
+``bulk_load`` writes both with COPY.
 
-The variety is the demo's (``instances.demo``): four segments with CSMs on Strategic and Growth,
-Premium and Ultimate plans, growing, flat and declining usage, every instance type, SaaS
-namespaces beside self-managed instances, GitLab 13 to 17 with upgrades over the weeks (no billable
-users before 14.0, md5 only before 15.2, sha256 only from 16.2), licenses mapped from the ping's
-subscription id or from GitLab's md5 mapping file, a few unmapped licenses, stale instances,
-accounts with no usage data, and a few very large accounts. Metric values come from the demo's
-``weekly_metrics``, so the scoring engine sees the same distributions.
+The variety is the demo's (``demo``), built from the same ``shapes``: four segments with CSMs on
+Strategic and Growth, Premium and Ultimate plans, growing, flat and declining usage, every instance
+type, SaaS namespaces beside self-managed instances, GitLab 13 to 17 with upgrades over the weeks
+(no billable users before 14.0, md5 only before 15.2, sha256 only from 16.2), licenses mapped from
+the ping's subscription id or from GitLab's md5 mapping file, a few unmapped licenses, stale
+instances, accounts with no usage data, and a few very large accounts. Metric values come from
+the shared ``weekly_metrics``, so the scoring engine sees the same distributions.
 """
 
 from __future__ import annotations
@@ -22,24 +22,35 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
+from accounts.models import CSM_OWNED_SEGMENTS
 from instances.metrics import METRIC_NAMES, METRICS
-from instances.versions import parse_version
-from usage_portal.sampledata.demo import (
-    _NAMES,
-    SEGMENTS,
-    SENTIMENT_NOTES,
+from instances.versions import parse_version, sort_key
+
+from .payloads import EDITIONS, key_path_available
+from .shapes import (
+    NAMESPACE_ID_BASE,
+    OPS,
     TRENDS,
+    VIEWER,
+    Book,
     CompanySpec,
     InstanceSpec,
+    PersonSpec,
     SubscriptionSpec,
-    _hex,
-    _uuid,
-    _versions,
+    company_spec,
+    customer_since,
+    license_md5_for,
+    license_sha256_for,
+    ping_rng,
+    plan_for,
+    slug,
     subscription_spec,
+    trial_license_md5_for,
+    upgrade_path,
+    uuid_for,
     version_at,
     weekly_metrics,
 )
-from usage_portal.sampledata.payloads import key_path_available
 
 #: How many self-managed instances an ordinary account runs (weights); very large accounts and
 #: SaaS-only accounts come on top, and the mean over the whole book lands near 3.
@@ -51,7 +62,6 @@ _EXTRA_WEIGHTS = (42, 22, 13, 8, 15)
 #: The GitLab major release an instance started the period on (13 is too old for billable users).
 _MAJORS = (13, 14, 15, 16, 17)
 _MAJOR_WEIGHTS = (3, 7, 20, 50, 20)
-_EDITIONS = {"ultimate": "EEU", "premium": "EEP"}
 #: Every this-many companies, one runs a very large fleet (company 0 the largest of all).
 GIANT_EVERY = 1000
 LARGEST_INSTANCES = 80
@@ -109,35 +119,24 @@ class LicenseSpec:
 
 
 @dataclass
-class LoadBook:
-    companies: list[CompanySpec]
-    subscriptions: list[SubscriptionSpec]
-    licenses: dict[str, LicenseSpec]
+class LoadBook(Book):
+    """A ``Book`` with its licenses, its CSMs and when each instance pings."""
+
     instances: list[LoadInstance]
-    weeks: int
-    end: date
-    csms: tuple[str, ...]
+    licenses: dict[str, LicenseSpec] = field(default_factory=dict)
+    csms: tuple[str, ...] = ()
     ping_count: int = 0
-    _dates: list[date] = field(default_factory=list)
 
-    def week_dates(self) -> list[date]:
-        if not self._dates:
-            self._dates = [
-                self.end - timedelta(weeks=self.weeks - 1 - w) for w in range(self.weeks)
-            ]
-        return self._dates
-
-    def weeks_of(self, spec: LoadInstance) -> range:
-        return range(spec.first_week, self.weeks - spec.stop_weeks_ago)
-
-    def recorded_at(self, spec: LoadInstance, week: int) -> datetime:
-        minute = (spec.minute + 7 * week) % 60
-        return datetime.combine(self.week_dates()[week], time(spec.hour, minute), tzinfo=UTC)
+    def people(self) -> list[PersonSpec]:
+        """The logins, in the order they are created: ops, csm1..csmN, viewer."""
+        csms = [PersonSpec(name, "Casey", f"Morgan {name[3:]}", "CSM") for name in self.csms]
+        return [OPS, *csms, VIEWER]
 
     def ping_time(self, spec: LoadInstance, week: int) -> datetime:
+        day = self.week_dates()[week]
         if spec.kind == "saas":  # the SaaS export is dated, not timed
-            return datetime.combine(self.week_dates()[week], time(0, 0), tzinfo=UTC)
-        return self.recorded_at(spec, week)
+            return datetime.combine(day, time(0, 0), tzinfo=UTC)
+        return datetime.combine(day, time(spec.hour, (spec.minute + 7 * week) % 60), tzinfo=UTC)
 
     def first_and_last(self, spec: LoadInstance) -> tuple[datetime, datetime] | None:
         weeks = self.weeks_of(spec)
@@ -145,9 +144,17 @@ class LoadBook:
             return None
         return self.ping_time(spec, weeks[0]), self.ping_time(spec, weeks[-1])
 
+    def last_version(self, spec: LoadInstance) -> str:
+        """The version of the instance's newest ping ("" for a namespace)."""
+        weeks = self.weeks_of(spec)
+        if spec.kind == "saas" or not weeks:
+            return ""
+        return version_at(spec, weeks[-1], self.weeks)
 
-def _slug(name: str) -> str:
-    return name.lower().replace(" ", "-")
+
+def edition_of(spec: LoadInstance) -> str:
+    """The edition a self-managed instance reports ("" for a namespace)."""
+    return "" if spec.kind == "saas" else EDITIONS.get(spec.subscription.plan, "")
 
 
 def build_load_book(
@@ -182,27 +189,16 @@ def build_load_book(
     inst_specs: list[LoadInstance] = []
     next_namespace = 0
     for i in range(companies):
-        segment = SEGMENTS[i % 4]
-        base = _NAMES[i % len(_NAMES)]
-        name = f"{base} {i // len(_NAMES) + 1}" if i >= len(_NAMES) else base
-        csm = csm_names[(i // 4) % len(csm_names)] if segment in ("Strategic", "Growth") else ""
         new_customer = i % 50 == 49
-        since = (
-            end - timedelta(days=45)
-            if new_customer
-            else start - timedelta(days=rng.randint(30, 1500))
-        )
-        company = CompanySpec(
+        since = customer_since(rng, new=new_customer, start=start, end=end, max_days=1500)
+        company = company_spec(
+            i,
             crm_account_id=f"0017{i:011d}",
-            name=name,
-            segment=segment,
-            csm=csm,
-            customer_since=since,
+            csms=csm_names,
+            since=since,
             trend=TRENDS[(i // 4) % 3],
+            sentiment_turn=i // 5,
         )
-        if csm and i % 5 == 0:
-            company.sentiment = ("Green", "Yellow", "Red")[(i // 5) % 3]
-            company.sentiment_note = SENTIMENT_NOTES[company.sentiment]
         comp_specs.append(company)
 
         n_namespaces = owners.get(i, 0)
@@ -211,7 +207,7 @@ def build_load_book(
         seats = rng.choice((25, 50, 100, 200, 250, 500, 1000, 2500, 5000))
         if i % GIANT_EVERY == 0:
             seats = 20000
-        plan = "ultimate" if i % 3 != 1 else "premium"
+        plan = plan_for(i)
         first_week = weeks - rng.randint(3, 7) if new_customer else 0
 
         if not saas_only:
@@ -243,13 +239,14 @@ def build_load_book(
                 end=end,
             )
             sub_specs.append(sub)
+            path = slug(company.name)
             spec = LoadInstance(
                 company=company,
                 subscription=sub,
                 kind="saas",
                 label="production",
-                namespace_id=9_000_000 + next_namespace,
-                namespace_path=f"{_slug(name)}-{k}" if k else _slug(name),
+                namespace_id=NAMESPACE_ID_BASE + next_namespace,
+                namespace_path=f"{path}-{k}" if k else path,
                 versions=("",),
                 usage_share=1.0,
                 first_week=max(first_week, rng.choice((0, 0, 0, rng.randint(0, weeks // 2)))),
@@ -261,20 +258,28 @@ def build_load_book(
     for spec in inst_specs:  # every instance exists because it pinged at least once
         spec.first_week = min(spec.first_week, weeks - 1)
         spec.stop_weeks_ago = min(spec.stop_weeks_ago, weeks - spec.first_week - 1)
-    book = LoadBook(comp_specs, sub_specs, licenses, inst_specs, weeks, end, csm_names)
+    book = LoadBook(
+        companies=comp_specs,
+        subscriptions=sub_specs,
+        instances=inst_specs,
+        weeks=weeks,
+        end=end,
+        licenses=licenses,
+        csms=csm_names,
+    )
     _pending_edits(book, rng)
     book.ping_count = sum(len(book.weeks_of(s)) for s in inst_specs)
     return book
 
 
 def _self_managed(rng, i, company, sub, licenses, weeks, first_week, so_far) -> list:
-    slug = _slug(company.name)
-    key = _hex(company.crm_account_id, "license")
+    name = slug(company.name)
+    key = license_md5_for(company.crm_account_id)
     sends_subscription_id = i % 10 != 7  # else mapped through GitLab's md5 mapping file
     licenses[key] = LicenseSpec(
         key=key,
         md5=key,
-        sha256=_hex(key, length=64),
+        sha256=license_sha256_for(key),
         subscription=sub,
         mapped_via="ping" if sends_subscription_id else "import",
         plan=sub.plan,
@@ -294,9 +299,9 @@ def _self_managed(rng, i, company, sub, licenses, weeks, first_week, so_far) -> 
             subscription=sub,
             kind="self-managed",
             label=label,
-            uuid=_uuid(company.crm_account_id, n),
+            uuid=uuid_for(company.crm_account_id, n),
             hostname=hostname,
-            versions=kw.pop("versions", None) or _versions(rng, start_minor, spec_major),
+            versions=kw.pop("versions", None) or upgrade_path(rng, start_minor, spec_major),
             license_md5=key,
             license_sha256=licenses[key].sha256,
             license_key=key,
@@ -306,13 +311,13 @@ def _self_managed(rng, i, company, sub, licenses, weeks, first_week, so_far) -> 
             hour=rng.randint(0, 23),
             minute=rng.randint(0, 59),
         )
-        for name, value in kw.items():
-            setattr(spec, name, value)
+        for attr, value in kw.items():
+            setattr(spec, attr, value)
         out.append(spec)
         return spec
 
-    prod = add(0, "production", f"gitlab.{slug}.example.com", usage_share=1.0)
-    if company.segment not in ("Strategic", "Growth"):
+    prod = add(0, "production", f"gitlab.{name}.example.com", usage_share=1.0)
+    if company.segment not in CSM_OWNED_SEGMENTS:
         if i % 6 == 1:
             prod.label = ""  # Unknown: labeling rule 2 (the only instance on its subscription)
         elif i % 6 == 3:
@@ -326,14 +331,14 @@ def _self_managed(rng, i, company, sub, licenses, weeks, first_week, so_far) -> 
             add(
                 n,
                 "non_production",
-                f"{('staging', 'dev', 'test', 'qa')[n % 4]}{n}.{slug}.example.com",
+                f"{('staging', 'dev', 'test', 'qa')[n % 4]}{n}.{name}.example.com",
                 usage_share=round(rng.uniform(0.02, 0.12), 3),
             )
         elif kind == "unknown":
             add(
                 n,
                 "",
-                f"gitlab-{n}.{slug}.example.com",
+                f"gitlab-{n}.{name}.example.com",
                 usage_share=round(rng.uniform(0.05, 0.4), 3),
                 first_week=max(first_week, weeks - rng.randint(3, 30)),
             )
@@ -341,29 +346,29 @@ def _self_managed(rng, i, company, sub, licenses, weeks, first_week, so_far) -> 
             add(
                 n,
                 "obsolete",
-                f"old-gitlab{n}.{slug}.example.com",
+                f"old-gitlab{n}.{name}.example.com",
                 usage_share=0.3,
                 stop_weeks_ago=rng.randint(12, 40),
                 major=max(13, major - 2),
             )
         elif kind == "geo_secondary":
-            add(n, "geo_secondary", f"geo{n}.{slug}.example.com", usage_share=0.0)
+            add(n, "geo_secondary", f"geo{n}.{name}.example.com", usage_share=0.0)
         else:
             productions += 1
             add(
                 n,
                 "production",
-                f"gitlab-{('eu', 'apac', 'us', 'latam')[n % 4]}{n}.{slug}.example.com",
+                f"gitlab-{('eu', 'apac', 'us', 'latam')[n % 4]}{n}.{name}.example.com",
                 usage_share=round(rng.uniform(0.1, 0.5), 3),
                 opt_out=productions == 2 and rng.random() < 0.5,
             )
     if i % 97 == 6:  # a trial license nobody mapped: its pings wait under Data quality
-        trial = _hex(company.crm_account_id, "trial-license")
+        trial = trial_license_md5_for(company.crm_account_id)
         licenses[trial] = LicenseSpec(trial, trial, None, None, "", "ultimate")
         add(
             90,
             "",
-            f"lab.{slug}.example.com",
+            f"lab.{name}.example.com",
             usage_share=0.1,
             sends_subscription_id=False,
             unmapped=True,
@@ -409,10 +414,9 @@ def version_facts(version: str) -> VersionFacts:
         for n, metric in enumerate(METRICS)
         if not any(key_path_available(p, parsed) for p in metric.key_paths)
     )
-    major, minor, patch = parsed
     return VersionFacts(
         version,
-        major * 1_000_000 + min(minor, 999) * 1_000 + min(patch, 999),
+        sort_key(parsed),
         key_path_available("license_md5", parsed),
         key_path_available("license_sha256", parsed),
         missing,
@@ -433,25 +437,15 @@ class PingRows:
     """Every ping of the book as a ``PING_COLUMNS`` tuple, week by week, with its monthly rows.
 
     ``monthly`` receives each ``MONTHLY_COLUMNS`` tuple as soon as its month is closed (and the
-    open months at the end). Ids are assigned from ``first_ping_id`` / ``first_monthly_id``.
+    open months at the end). Ids are assigned from 1: the rows go into emptied tables.
     """
 
-    def __init__(
-        self,
-        book: LoadBook,
-        ids: BookIds,
-        *,
-        monthly: Callable[[tuple], None],
-        first_ping_id: int = 1,
-        first_monthly_id: int = 1,
-        seed: int = 11,
-    ) -> None:
+    def __init__(self, book: LoadBook, ids: BookIds, *, monthly: Callable[[tuple], None]) -> None:
         self.book = book
         self.ids = ids
         self.monthly = monthly
-        self.next_ping_id = first_ping_id
-        self.next_monthly_id = first_monthly_id
-        self.seed = seed
+        self.next_ping_id = 1
+        self.next_monthly_id = 1
         self.facts: dict[str, VersionFacts] = {}
 
     def facts_for(self, version: str) -> VersionFacts:
@@ -467,30 +461,27 @@ class PingRows:
         delay = timedelta(minutes=2)
         state = []
         for spec in book.instances:
-            rng = random.Random(f"{self.seed}|{spec.uuid}|{spec.namespace_id}")
             sub = spec.subscription
             saas = spec.kind == "saas"
             state.append(
                 (
                     spec,
-                    rng,
+                    ping_rng(spec),
                     ids.instance[spec.index],
                     ids.license.get(spec.license_key),
                     None if spec.unmapped else ids.subscription[sub.name],
                     None if spec.unmapped else ids.company[spec.company.crm_account_id],
-                    "" if saas else _EDITIONS.get(sub.plan, ""),
+                    edition_of(spec),
                     "saas" if saas else "bulk",
                     sub.name if spec.sends_subscription_id and not saas else "",
                     "" if saas else sub.plan,
                     None if saas else False,
-                    spec.first_week,
-                    weeks - spec.stop_weeks_ago,
+                    book.weeks_of(spec),
                 )
             )
         open_month: dict[int, tuple] = {}  # instance index -> (month, ping row)
         for week in range(weeks):
-            day = dates[week]
-            month = day.replace(day=1)
+            month = dates[week].replace(day=1)
             for (
                 spec,
                 rng,
@@ -503,22 +494,18 @@ class PingRows:
                 license_sub,
                 plan,
                 trial,
-                first,
-                last,
+                pinging,
             ) in state:
-                if week < first or week >= last:
+                if week not in pinging:
                     continue
                 metrics = weekly_metrics(spec, week, weeks, rng)
+                recorded = book.ping_time(spec, week)
                 if source == "saas":
-                    recorded = datetime.combine(day, time(0, 0), tzinfo=UTC)
                     version = ""
                     md5 = sha = ""
                     metrics["active_users"] = None  # the SaaS export has no such column
                     values = list(metrics.values())
                 else:
-                    recorded = datetime.combine(
-                        day, time(spec.hour, (spec.minute + 7 * week) % 60), tzinfo=UTC
-                    )
                     version = version_at(spec, week, weeks)
                     facts = self.facts_for(version)
                     md5 = spec.license_md5 if facts.has_md5 and spec.license_md5 else ""

@@ -1,9 +1,11 @@
 """Build realistic Service Ping payloads in GitLab's own format.
 
-Used by the demo seeder and the benchmark: they build payloads here and feed them through the real
-ingest path (`decode_body` → `parse_ping`), so demo data exercises the same code as real pings.
+Used by the demo seeder (``seed``), the ingest benchmarks and the tests: they build payloads here
+and feed them through the real ingest path (`decode_body` → `parse_ping`), so demo data exercises
+the same code as real pings. The load generator (``loadgen``) reads the same key lifetimes
+(``key_path_available``) to leave out what a version does not send.
 
-Version shapes follow `../shared/spec/service-ping.md`: `license_billable_users` from 14.0,
+Version shapes follow `docs/service-ping.md` ("Versions"): `license_billable_users` from 14.0,
 `license_sha256` from 15.2, no `license_md5` from 16.2, and from 17.5 no `counts.ci_builds` with CI
 builds L28 under `counts.count_total_create_ci_build_monthly` instead of `counts_monthly.ci_builds`.
 
@@ -26,7 +28,7 @@ import orjson
 from instances.metrics import METRICS, METRICS_BY_NAME
 from instances.versions import parse_version
 
-__all__ = ["KEYTREE_PATH", "build_payload", "key_path_available"]
+__all__ = ["EDITIONS", "KEYTREE_PATH", "build_payload", "key_path_available"]
 
 Version = tuple[int, int, int]
 
@@ -56,7 +58,8 @@ def _key_lifetimes() -> dict[str, tuple[Version | None, Version | None]]:
 
 
 _KEY_LIFETIMES = _key_lifetimes()
-_EDITIONS = {"ultimate": "EEU", "premium": "EEP", "starter": "EES", "bronze": "EES"}
+#: The edition a license plan reports (a plan not listed reports "EE Free").
+EDITIONS = {"ultimate": "EEU", "premium": "EEP", "starter": "EES", "bronze": "EES"}
 _CATEGORIES = ["standard", "subscription", "operational", "optional"]
 
 
@@ -109,7 +112,7 @@ def build_payload(
         "hostname": hostname,
         "version": version,
         "installation_type": "omnibus-gitlab",
-        "edition": _EDITIONS.get((license_plan or "").lower(), "EE Free"),
+        "edition": EDITIONS.get((license_plan or "").lower(), "EE Free"),
     }
     if full_size:
         payload.update(orjson.loads(_filled_template()))
