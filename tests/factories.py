@@ -99,3 +99,15 @@ def store_ping(
         refresh=refresh,
     )
     return UsagePing.objects.get(pk=summary.outcomes[0].ping_id)
+
+
+def refused(create) -> bool:
+    """Whether the database refuses what ``create`` writes (an integrity constraint)."""
+    from django.db import IntegrityError, transaction
+
+    try:
+        with transaction.atomic():
+            create()
+    except IntegrityError:
+        return True
+    return False

@@ -22,7 +22,7 @@ from scoring.services import companies_refresh
 from tests.factories import InstanceFactory, SubscriptionFactory, store_ping
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Worker:

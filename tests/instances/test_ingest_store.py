@@ -25,7 +25,7 @@ from instances.services.licenses import license_map
 from instances.services.storable import decompress_raw
 from instances.services.store import pings_store
 from tests.factories import CompanyFactory, SubscriptionFactory
-from tests.test_ingest_support import (  # noqa: F401  (fixtures are used by name)
+from tests.ingest_support import (  # noqa: F401  (fixtures are used by name)
     FIXTURE,
     HOST,
     MD5,

@@ -18,7 +18,7 @@ from accounts.models import Company
 from instances.models import Instance, UsagePing
 from scoring.schemes import USE_CASE_LABELS, get_scheme
 from scoring.services import companies_refresh
-from tests.test_reports_views import _account, _instance, client_for, names_on_page, rows_of
+from tests.web.test_reports_views import _account, _instance, client_for, names_on_page, rows_of
 from usage_portal.web.reports.viewmodels import metric_rows
 
 pytestmark = pytest.mark.django_db

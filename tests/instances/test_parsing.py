@@ -34,7 +34,7 @@ from instances.parsing import (
 )
 from instances.versions import parse_version
 
-PINGS = Path(__file__).resolve().parent / "data" / "pings"
+PINGS = Path(__file__).resolve().parents[1] / "data" / "pings"
 FIXTURE = PINGS / "gitlab-spec-fixture_sql_metrics_queries_ee_circa-v15.0.json"
 MB = 1_000_000
 

@@ -17,7 +17,7 @@ from instances.management.commands.ingest_pings import Command
 from instances.models import Instance, License, RejectedPayload, UsagePing
 from instances.services import files
 from tests.factories import SubscriptionFactory
-from tests.test_ingest_support import (  # noqa: F401  (fixtures are used by name)
+from tests.ingest_support import (  # noqa: F401  (fixtures are used by name)
     WHEN,
     on_each_database,
     payload,

@@ -15,7 +15,7 @@ from accounts.importers import SubscriptionRow
 from accounts.services import subscriptions_import
 from instances.models import Instance, InstanceType, RejectedPayload, UsagePing
 from tests.factories import CompanyFactory, SubscriptionFactory
-from tests.test_ingest_support import (  # noqa: F401  (fixtures are used by name)
+from tests.ingest_support import (  # noqa: F401  (fixtures are used by name)
     on_each_database,
 )
 

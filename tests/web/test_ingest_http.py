@@ -21,7 +21,7 @@ from instances.models import Instance, PingReport, RejectedPayload, UsagePing
 from instances.services.storable import decompress_raw
 from instances.services.tokens import ingest_token_create
 from tests.conftest import PASSWORD
-from tests.test_ingest_support import (  # noqa: F401  (fixtures are used by name)
+from tests.ingest_support import (  # noqa: F401  (fixtures are used by name)
     FIXTURE,
     PINGS,
     UUID,
@@ -31,7 +31,7 @@ from tests.test_ingest_support import (  # noqa: F401  (fixtures are used by nam
     payload,
     row_counts,
 )
-from tests.test_parsing import repair_docs_excerpt, ruby_hash_to_json
+from tests.instances.test_parsing import repair_docs_excerpt, ruby_hash_to_json
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_each_database")]
 

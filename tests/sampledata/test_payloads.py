@@ -14,7 +14,7 @@ from instances.parsing import ParsedPing, decode_body, flatten, parse_ping
 from usage_portal.sampledata.payloads import KEYTREE_PATH, build_payload
 
 FIXTURE = (
-    Path(__file__).resolve().parent
+    Path(__file__).resolve().parents[1]
     / "data"
     / "pings"
     / "gitlab-spec-fixture_sql_metrics_queries_ee_circa-v15.0.json"

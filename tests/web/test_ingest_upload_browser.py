@@ -7,7 +7,7 @@ import pytest
 
 from instances.models import RejectedPayload, UsagePing
 from tests.conftest import login
-from tests.test_ingest_support import payload
+from tests.ingest_support import payload
 
 pytestmark = pytest.mark.browser
 

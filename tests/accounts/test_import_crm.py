@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 
 from accounts.models import Company, Subscription
 from instances.models import Instance, License, MappingSource, MonthlyUsage, UsagePing
-from tests.test_ingest_support import (  # noqa: F401  (fixtures are used by name)
+from tests.ingest_support import (  # noqa: F401  (fixtures are used by name)
     MD5,
     on_each_database,
     payload,

@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory
 from django_tables2 import RequestConfig
 
-from tests.test_reports_views import build_book
+from tests.web.test_reports_views import build_book
 from usage_portal.web.dashboard.selectors import dashboard_accounts
 from usage_portal.web.dashboard.tables import DashboardTable
 from usage_portal.web.kit.tables import NumberColumn, OwnRowsTable

@@ -17,7 +17,7 @@ from instances.services.storable import decompress_raw
 from scoring import tasks
 from tests.conftest import PASSWORD
 from tests.factories import SubscriptionFactory
-from tests.test_ingest_support import (  # noqa: F401  (fixtures are used by name)
+from tests.ingest_support import (  # noqa: F401  (fixtures are used by name)
     WHEN,
     on_each_database,
     payload,

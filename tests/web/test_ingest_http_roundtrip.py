@@ -21,7 +21,7 @@ from instances.models import Instance, RejectedPayload, UsagePing
 from instances.services.storable import decompress_raw
 from instances.services.tokens import ingest_token_create
 from tests.factories import SubscriptionFactory
-from tests.test_ingest_support import (  # noqa: F401  (fixture used by name)
+from tests.ingest_support import (  # noqa: F401  (fixture used by name)
     WHEN,
     gitlab_accepts,
     payload,
