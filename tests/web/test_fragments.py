@@ -24,7 +24,7 @@ from instances.models import Instance
 from scoring.models import MonthlyScore
 from scoring.services import companies_refresh
 from tests.factories import store_ping
-from tests.test_c360_views import _client, _figures, build_account
+from tests.web.test_c360_views import _client, _figures, build_account
 from usage_portal.web.c360 import fragment_cache as fragments
 
 SECTIONS = (

@@ -16,14 +16,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Company, Subscription
-from instances.labels import label_change_request
+from instances.labels import label_change_apply, label_change_request
 from instances.metrics import METRIC_NAMES, METRICS_BY_NAME, SCAN_METRICS
 from instances.models import Instance, LabelChange, MonthlyUsage, UsagePing
 from instances.services.monthly import monthly_refresh
 from scoring.methodology import account_age_months, score_company
 from scoring.models import MonthlyScore, SchemeChange, ScoreSnapshot
 from scoring.services import active_scheme, companies_refresh, load_inputs
-from usage_portal.web.c360.selectors import format_value
+from usage_portal.web.c360.viewmodels import format_value
 
 MAX_QUERIES = 12
 TYPES = ("non_production", "unknown", "obsolete", "geo_secondary")
@@ -708,3 +708,25 @@ def test_label_history_is_shown(large, csm):
     html = _html(_client(csm).get(reverse("account_instances", args=[large.pk])))
     assert "Recent label changes" in html
     assert html.count("Unknown → Non-Production") >= 5
+
+
+def test_label_history_says_how_each_change_was_applied_in_words(small, ops, csm):
+    """``applied_via`` is a code ("apply_now", "schedule", "sweep"): pages say it in words."""
+    instance = small.instances.exclude(instance_type="production").get()
+    now_change = label_change_request(
+        instance=instance, field="instance_type", value="obsolete", by=csm, schedule=False
+    )
+    label_change_apply(change_id=now_change.pk, via="apply_now", by=ops, force=True)
+    later = label_change_request(
+        instance=instance, field="health_inclusion", value="opt_out", by=csm, schedule=False
+    )
+    label_change_apply(change_id=later.pk, via="schedule", force=True)
+    pages = (
+        reverse("account_instances", args=[small.pk]),
+        reverse("instance_edit", args=[small.pk, instance.pk]),
+    )
+    for url in pages:
+        html = _html(_client(csm).get(url))
+        assert "(applied now by ops_user)" in html, url
+        assert "(applied on schedule)" in html, url
+        assert "applynow" not in html and "apply_now" not in html, url

@@ -1,0 +1,481 @@
+"""The Account C360 sections' builders: what ``fragment_cache.cached`` keeps per account version.
+
+Each builder (``summary_parts``, ``trend_blocks``, …) loads its section through ``selectors``
+(a fixed number of queries whatever the account's size), shapes it (``viewmodels``, ``series``,
+``explanations``) and renders what grows with the account (table rows, explanations, chart data
+tables) into finished HTML with the ``templates/accounts/_*.html`` partials: a cached section
+costs nothing more to print. What depends on the visitor comes in as arguments (may they label,
+apply now), which the views also put in the cache key; the CSRF token is
+``fragment_cache.CSRF_PLACEHOLDER`` here, filled per request (``fragment_cache.csrf_fill``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import InitVar, dataclass, field
+from datetime import date, timedelta
+from urllib.parse import quote
+
+from django.http import Http404
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import json_script
+from django.utils.safestring import SafeString
+
+from accounts.models import Company, SubscriptionStatus
+from instances.models import InstanceType
+from scoring.methodology import Scorecard
+from scoring.services import active_scheme, current_scorecard
+from usage_portal.web.c360 import catalogue, charts, faq, selectors, series, viewmodels
+from usage_portal.web.c360 import datatables as tables
+from usage_portal.web.c360 import fragment_cache as fragments
+from usage_portal.web.c360.explanations import explain_scorecard
+from usage_portal.web.c360.viewmodels import ChangeView, InstanceRow, OutsideRow, PendingNote
+
+
+def as_of_title(title: str, as_of: date | None) -> str:
+    return f"{title} · data as of {as_of:%-d %b %Y}" if as_of else title
+
+
+@dataclass(frozen=True)
+class ChartBlock:
+    """One chart on a page, with the data behind it as a table (also for screen readers).
+
+    The table's HTML (``accounts/_data_table.html``) and the figure's ``<script
+    type="application/json">`` are written once, here, and only they are kept: a cached block
+    costs nothing more to print, nor twice the space. No ``figure_script`` means nothing to draw
+    (``empty`` says why).
+    """
+
+    chart_id: str
+    title: str
+    figure: InitVar[dict | None]
+    empty: str
+    headers: InitVar[tuple[tables.Cell, ...]] = ()
+    rows: InitVar[Sequence[Sequence[tables.Cell]]] = ()
+    note: str = ""
+    table_html: str = field(init=False, default="")
+    figure_script: str = field(init=False, default="")
+
+    def __post_init__(self, figure, headers, rows) -> None:
+        if rows:
+            object.__setattr__(self, "table_html", tables.table_html(headers, rows))
+        if figure and figure.get("data"):
+            script = json_script(figure, f"{self.chart_id}-data")
+            object.__setattr__(self, "figure_script", script)
+
+
+# --------------------------------------------------------------------------------------------------
+# Summary
+
+
+def summary_parts(company: Company) -> dict:
+    snapshot, previous = selectors.snapshots_recent(company)
+    card = Scorecard.from_dict(snapshot.detail) if snapshot else None
+    before = Scorecard.from_dict(previous.detail) if previous else None
+    subscriptions = selectors.subscriptions_list(company)
+    active = [s for s in subscriptions if s.status == SubscriptionStatus.ACTIVE]
+    counts = selectors.instance_type_counts(company)
+    pending = [ChangeView.of(c) for c in selectors.label_changes_pending(company)]
+    lu = card.measures.get("license_utilization") if card else None
+    return {
+        "snapshot": snapshot,
+        "previous": previous,
+        "card": card,
+        "score_rows": viewmodels.score_rows(card, before, selectors.scheme_for(card.scheme))
+        if card
+        else [],
+        "lu": lu,
+        "health_text": f"{card.health_score_value:.1f}"
+        if card and card.health_score_value is not None
+        else "",
+        "lu_text": viewmodels.format_value(snapshot.license_utilization, "fraction")
+        if snapshot
+        else "—",
+        "subscriptions": subscriptions,
+        "active_subscriptions": active,
+        "licenses_sold": sum(s.licensed_seats for s in active),
+        "instance_counts": [
+            (label, counts[value]) for value, label in InstanceType.choices if counts.get(value)
+        ],
+        "instance_total": sum(counts.values()),
+        "pending": pending,
+        "sentiment_result": card.csm_sentiment if card else None,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Scorecard explanation
+
+
+def scorecard_parts(company: Company) -> dict:
+    snapshot, card = current_scorecard(company)
+    explanation = None
+    if card is not None:
+        ping_ids = set(card.ping_ids)
+        for result in card.measures.values():
+            ping_ids.update(p for p in result.inputs.get("ping_ids", ()) if p)
+        explanation = explain_scorecard(
+            card,
+            customer_since=company.customer_since,
+            instances=selectors.instances_list(company),
+            pings=selectors.pings_by_id(ping_ids),
+        )
+    return {
+        "snapshot": snapshot,
+        "x": explanation,
+        "explained": _explained(explanation) if explanation else "",
+    }
+
+
+def _explained(x) -> SafeString:
+    """Each measure's and roll-up's explanation, in the page's order."""
+    return render_to_string(
+        "accounts/_scorecard_explanations.html",
+        {
+            "overall": [x.overall, x.product_usage, x.sentiment],
+            "use_cases": x.use_cases,
+            "scheme": x.scheme,
+            "metrics_url": reverse("metrics_dictionary"),
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# User Adoption Metrics
+
+
+def adoption_block(company: Company, report: catalogue.RatioReport, *, stale_days: int):
+    history = selectors.monthly_history(company, card_paths=catalogue.ratio_card_paths(report))
+    spec, rows = series.ratio_rows(history, report)
+    points = [charts.Point(r.month, r.value, r.color) for r in rows]
+    figure = charts.scored_line(
+        points,
+        name=report.tab,
+        unit=report.unit,
+        y_title=report.y_title,
+        bands=series.band_ranges(spec.bands) if spec else (),
+        markers=selectors.scheme_markers(),
+    )
+    headers, table_rows = tables.ratio_table(report, rows)
+    return ChartBlock(
+        chart_id=f"adoption-{report.key}",
+        title=as_of_title(report.title, history.as_of),
+        figure=figure,
+        empty=faq.empty_reason(history, stale_days=stale_days, reasons=[r.reason for r in rows]),
+        headers=headers,
+        rows=table_rows,
+        note=(
+            f"Health measure “{spec.label}” ({history.scheme.label}): {spec.thresholds}. "
+            "Values and colours are the scoring engine's for each month."
+            if spec
+            else "Context only: not a health measure in the active scheme."
+        ),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Product Usage Trends
+
+
+def trend_blocks(
+    company: Company, report: catalogue.TrendReport, *, stale_days: int
+) -> list[ChartBlock]:
+    history = selectors.monthly_history(company, card_paths=catalogue.trend_card_paths(report))
+    markers = selectors.scheme_markers()
+    months = list(history.months)
+    empty = faq.empty_reason(history, stale_days=stale_days)
+    blocks = []
+    if report.key == "license":
+        blocks = _license_blocks(history, markers, stale_days=stale_days)
+    for n, spec in enumerate(report.charts):
+        lines = series.metric_series(history, spec.metrics, colors=spec.colors)
+        if spec.kind == "stacked":
+            figure = charts.stacked_bars(lines, y_title=spec.y_title, markers=markers)
+        else:
+            figure = charts.lines(lines, y_title=spec.y_title, markers=markers)
+        headers, rows = tables.series_table(lines, months)
+        blocks.append(
+            ChartBlock(
+                f"trend-{report.key}-{n}",
+                as_of_title(spec.title, history.as_of),
+                figure,
+                empty,
+                headers,
+                rows,
+            )
+        )
+    if report.use_case:
+        points = series.use_case_points(history, report.use_case)
+        headers, rows = tables.points_table(points, "points", f"{report.tab} score")
+        blocks.append(
+            ChartBlock(
+                f"trend-{report.key}-score",
+                as_of_title(f"{report.tab} health score by month", history.as_of),
+                charts.scored_line(
+                    points,
+                    name=f"{report.tab} score",
+                    unit="points",
+                    y_title="score (0–100 points)",
+                    bands=series.score_bands(history.scheme),
+                    markers=markers,
+                ),
+                faq.empty_reason(
+                    history,
+                    stale_days=stale_days,
+                    reasons=[
+                        history.card(m)["use_cases"].get(report.use_case, {}).get("reason")
+                        for m in months
+                    ],
+                ),
+                headers,
+                rows,
+                note=f"Mean of the {report.tab} measures' points; "
+                f"{history.scheme.score_thresholds if history.scheme else ''}.",
+            )
+        )
+    return blocks
+
+
+def _license_blocks(
+    history: selectors.MonthlyHistory, markers, *, stale_days: int
+) -> list[ChartBlock]:
+    months = list(history.months)
+    seats = [
+        charts.Series(
+            "Billable users",
+            [charts.Point(m, history.scores[m]["billable_users"]) for m in months],
+            color=charts.PALETTE[0],
+        ),
+        charts.Series(
+            "Licensed seats",
+            [charts.Point(m, history.scores[m]["licensed_seats"]) for m in months],
+            color="#1f1f2e",
+            dash=True,
+        ),
+    ]
+    headers, rows = tables.series_table(seats, months)
+    points = series.license_points(history)
+    bands, bands_text = series.lu_bands(history)
+    lu_headers, lu_rows = tables.points_table(points, "fraction", "License Utilization")
+    reasons = [
+        history.card(m)["measures"].get("license_utilization", {}).get("reason") for m in months
+    ]
+    empty = faq.empty_reason(history, stale_days=stale_days, reasons=reasons)
+    return [
+        ChartBlock(
+            "trend-license-seats",
+            as_of_title("Billable users vs licensed seats", history.as_of),
+            charts.lines(seats, y_title="users", markers=markers),
+            empty,
+            headers,
+            rows,
+        ),
+        ChartBlock(
+            "trend-license-lu",
+            as_of_title("License Utilization by month", history.as_of),
+            charts.scored_line(
+                points,
+                name="License Utilization",
+                unit="fraction",
+                y_title="% of licensed seats",
+                bands=bands,
+                markers=markers,
+            ),
+            empty,
+            lu_headers,
+            lu_rows,
+            note=_lu_note(bands_text, [r for r in reasons if r]),
+        ),
+    ]
+
+
+def _lu_note(bands_text: str, reasons: list[str]) -> str:
+    parts = ["Billable users ÷ licensed seats."]
+    if bands_text:
+        parts.append(f"Shaded: {bands_text}.")
+    if reasons:
+        parts.append(f"NA months: {reasons[-1]}.")
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# NOT Production Instance Usage
+
+
+def not_production_parts(company: Company, raw_id: str, *, can_label: bool, path: str) -> dict:
+    """The usage of every instance outside health measures, or of the one ``raw_id`` names;
+    edit links (``can_label``) come back to ``path``."""
+    instances = selectors.instances_list(company)
+    outside = viewmodels.outside_health(instances)
+    markers = selectors.scheme_markers()
+    selected = None
+    if raw_id:
+        try:
+            selected = next(i for i in instances if i.pk == int(raw_id))
+        except (ValueError, StopIteration):
+            raise Http404("No such instance on this account.") from None
+    history = selectors.monthly_history(
+        company,
+        card_paths=(),  # charts the instances' own usage and the stored Production totals
+        usage_of={i.pk for i in outside} | ({selected.pk} if selected else set()),
+        fields=("recorded_at", *catalogue.NOT_PRODUCTION_METRICS)
+        if selected
+        else catalogue.NOT_PRODUCTION_TABLE,
+    )
+    if selected is not None:
+        blocks = _instance_blocks(history, selected, markers)
+    else:
+        blocks = [_billable_block(history, outside, markers)]
+
+    production_billable = (
+        history.scores[history.months[-1]]["billable_users"] if history.months else None
+    )
+    latest_by_instance = series.latest_usage(history)
+    edit_next = f"next={quote(path, safe='/')}"  # as |urlencode renders it
+    rows = [
+        OutsideRow.of(
+            instance,
+            latest_by_instance.get(instance.pk) or {},
+            production_billable,
+            selected=selected is not None and selected.pk == instance.pk,
+            edit_url=f"{reverse('instance_edit', args=(company.pk, instance.pk))}?{edit_next}"
+            if can_label
+            else None,
+        )
+        for instance in outside
+    ]
+    return {
+        "blocks": blocks,
+        "outside_rows": render_to_string("accounts/_outside_rows.html", {"rows": rows})
+        if rows
+        else "",
+        "selected": selected,
+    }
+
+
+def _instance_blocks(history: selectors.MonthlyHistory, selected, markers) -> list[ChartBlock]:
+    months, lines = series.instance_series(history, selected.pk, catalogue.NOT_PRODUCTION_METRICS)
+    empty = (
+        f"{selected} has sent no usage ping in the last {selectors.MONTHS_SHOWN} months."
+        if not months
+        else "No values reported for these metrics."
+    )
+    as_of = max((history.usage[(selected.pk, m)]["recorded_at"] for m in months), default=None)
+    as_of_day = as_of.date() if as_of else None
+    blocks = []
+    for n, (title, chosen, y_title) in enumerate(
+        (
+            ("Users", lines[:4], "users (last 28 days)"),
+            ("Activity", lines[4:], "builds / deployments (last 28 days)"),
+        )
+    ):
+        headers, rows = tables.series_table(chosen, months)
+        blocks.append(
+            ChartBlock(
+                f"not-production-{selected.pk}-{n}",
+                as_of_title(f"{title} on {selected}", as_of_day),
+                charts.lines(chosen, y_title=y_title, markers=markers),
+                empty,
+                headers,
+                rows,
+            )
+        )
+    return blocks
+
+
+def _billable_block(history: selectors.MonthlyHistory, outside, markers) -> ChartBlock:
+    months, lines = series.billable_by_instance(history, outside)
+    headers, rows = tables.series_table(lines, months)
+    return ChartBlock(
+        "not-production-billable",
+        as_of_title("Billable users by instance", history.as_of),
+        charts.lines(
+            lines,
+            y_title="billable users",
+            right_title="Production total",
+            markers=markers,
+        )
+        if outside
+        else None,
+        "Every instance of this account is Production and in health measures."
+        if not outside
+        else "None of these instances has sent a usage ping in the last "
+        f"{selectors.MONTHS_SHOWN} months.",
+        headers,
+        rows,
+        note="The dashed line, on the right-hand axis, is the Production total the "
+        "health measures used.",
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Instance and Namespace Details
+
+
+def pending_note(change: ChangeView, *, can_apply: bool) -> PendingNote:
+    """A pending change inline, with its apply-now form for those who may use it."""
+    return PendingNote(change, reverse("label_apply_now", args=[change.pk]) if can_apply else None)
+
+
+def label_history(changes: Sequence[ChangeView], *, show_instance: bool) -> SafeString:
+    """The audit trail as a table, newest first (``accounts/_label_history.html``)."""
+    return render_to_string(
+        "accounts/_label_history.html", {"changes": changes, "show_instance": show_instance}
+    )
+
+
+def instances_parts(
+    company: Company, *, can_label: bool, can_apply: bool, back: str, stale_days: int
+) -> dict:
+    """Every instance's row (⋮ menu, labels, pending changes, health status), the health
+    overview and the label history; apply-now forms (``can_apply``) come back to ``back``."""
+    items = selectors.instances_list(company)
+    by_id = {i.pk: i for i in items}
+    pending_changes = selectors.label_changes_pending(company, instances=by_id)
+    recent = [ChangeView.of(c) for c in selectors.label_changes_recent(company, instances=by_id)]
+    overview = viewmodels.health_overview(items, pending_changes, scheme=active_scheme())
+    pending = viewmodels.pending_by_instance([ChangeView.of(c) for c in pending_changes])
+    notes = {
+        instance_id: {f: pending_note(c, can_apply=can_apply) for f, c in changes.items()}
+        for instance_id, changes in pending.items()
+    }
+    history = viewmodels.history_by_instance(recent)
+    stale_before = timezone.now() - timedelta(days=stale_days)
+    # One reverse each, not one per row: …/instances/0/edit/ → …/instances/<pk>/edit/
+    edit_head, edit_tail = reverse("instance_edit", args=[company.pk, 0]).rsplit("/0/", 1)
+    usage_base = reverse("account_trends", args=[company.pk]) + "?report=not_production&instance="
+    rows = [
+        InstanceRow.of(
+            i,
+            status=overview.statuses.get(i.pk),
+            pending=notes.get(i.pk, {}),
+            history=history.get(i.pk, [])[:5],
+            edit_url=f"{edit_head}/{i.pk}/{edit_tail}" if can_label else None,
+            usage_url=f"{usage_base}{i.pk}",
+            is_stale=i.last_ping_at is not None and i.last_ping_at < stale_before,
+        )
+        for i in items
+    ]
+    rows_html = ""
+    if rows:
+        # The request's CSRF token goes in when the rows are served (fragments.csrf_fill).
+        rows_html = render_to_string(
+            "accounts/_instance_rows.html",
+            {
+                "rows": rows,
+                "stale_days": stale_days,
+                "csrf_value": fragments.CSRF_PLACEHOLDER,
+                "back": back,
+            },
+        )
+    names = {pk: str(i) for pk, i in by_id.items()}
+    return {
+        "rows_html": rows_html,
+        "overview": overview,
+        "eligible_now": [names[i] for i in overview.eligible_now],
+        "eligible_after": [names[i] for i in overview.eligible_after_pending],
+        "has_pending": bool(pending_changes),
+        "history_table": label_history(recent, show_instance=True) if recent else "",
+    }
