@@ -61,16 +61,12 @@ def _wait_for(check, timeout: float) -> float | None:
 
 def _latency_figures(results, subject, samples, timeouts, target_p95: str) -> None:
     area = "end to end"
+    targets = {"p50": ("s", None), "p95": ("s", target_p95)}
     if not samples:
-        results.missing(
-            area,
-            subject,
-            {"p50": ("s", None), "p95": ("s", target_p95)},
-            f"{timeouts} sample(s) timed out",
-        )
+        results.missing(area, subject, targets, f"{timeouts} sample(s) timed out")
         return
-    results.add(area, subject, "p50", Figure(statistics.median(samples), "s"))
-    results.add(area, subject, "p95", Figure(percentile(samples, 95), "s", target_p95))
+    latencies = {"p50": statistics.median(samples), "p95": percentile(samples, 95)}
+    results.measured(area, subject, targets, latencies)
     results.add(area, subject, "timed out", Figure(timeouts, "samples", "<= 0"))
 
 

@@ -102,6 +102,7 @@ _SUMMARY = re.compile(r"(\d+) file\(s\) in ([\d.]+)s .*?: (\d+) accepted")
 def bulk(results: Results, *, env: dict, work: Path, counts: tuple[int, int], log) -> None:
     """ingest_pings over ``counts[0]`` files (throughput, peak RSS), then ``counts[1]`` (RSS)."""
     area = "ingest"
+    targets = {"pings/s": ("pings/s", ">= 500")}
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     peaks = {}
     for n, count in enumerate(counts):
@@ -115,18 +116,18 @@ def bulk(results: Results, *, env: dict, work: Path, counts: tuple[int, int], lo
         done = procs.manage(["ingest_pings", str(folder), "--no-progress"], env=env, timeout=900)
         subject = f"ingest_pings, {count:,} full-size files"
         if "Unknown command" in done.output:
-            results.missing(area, subject, {"pings/s": ("pings/s", ">= 500")}, "not built yet")
+            results.missing(area, subject, targets, "not built yet")
             return
         match = _SUMMARY.search(done.output)
         if not done.ok or not match:
             why = f"exit {done.returncode}: {done.output.strip().splitlines()[-1:]}"
-            results.missing(area, subject, {"pings/s": ("pings/s", ">= 500")}, why)
+            results.missing(area, subject, targets, why)
             log(done.output[-2000:])
             continue
         files, seconds, accepted = int(match[1]), float(match[2]), int(match[3])
         log(done.output.strip().splitlines()[0])
         if n == 0:
-            results.add(area, subject, "pings/s", Figure(accepted / seconds, "pings/s", ">= 500"))
+            results.measured(area, subject, targets, {"pings/s": accepted / seconds})
             results.add(
                 area,
                 subject,
@@ -227,6 +228,7 @@ def ingest_token() -> str:
 
 def http(results: Results, *, web: Gunicorn, token: str, count: int, clients: int, offset, log):
     area, subject = "ingest", f"POST /usage_data via gunicorn, {clients} clients"
+    targets = {"pings/s": ("pings/s", ">= 100"), "p95": ("ms", "<= 150")}
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
     bodies = [body for _, body in book_payloads(count + 2 * clients, offset=offset, base=base)]
     warm, bodies = bodies[: 2 * clients], bodies[2 * clients :]
@@ -236,16 +238,11 @@ def http(results: Results, *, web: Gunicorn, token: str, count: int, clients: in
     failed = len(outcomes) - len(ok)
     if failed == len(outcomes):
         statuses = sorted({status for status, _ in outcomes})
-        results.missing(
-            area,
-            subject,
-            {"pings/s": ("pings/s", ">= 100"), "p95": ("ms", "<= 150")},
-            f"every request failed (HTTP {statuses})",
-        )
+        results.missing(area, subject, targets, f"every request failed (HTTP {statuses})")
         return
     latencies = [s * 1000 for s in ok]
-    results.add(area, subject, "pings/s", Figure(len(ok) / wall, "pings/s", ">= 100"))
-    results.add(area, subject, "p95", Figure(percentile(latencies, 95), "ms", "<= 150"))
+    figures = {"pings/s": len(ok) / wall, "p95": percentile(latencies, 95)}
+    results.measured(area, subject, targets, figures)
     results.add(area, subject, "median", Figure(percentile(latencies, 50), "ms"))
     results.add(area, subject, "failed requests", Figure(failed, "requests", "<= 0"))
     log(

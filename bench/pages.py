@@ -277,27 +277,16 @@ def measure(results: Results, *, requests: int, warmups: int, profile_dir: Path 
 
 
 def _record(results: Results, page: Page, timing: Timing, floor: float | None) -> None:
-    targets = TARGETS[page.kind]
+    targets = {name: (unit, TARGETS[page.kind][name]) for name, unit in UNITS.items()}
     if not timing.samples:
-        results.missing(
-            page.area,
-            page.subject,
-            {name: (UNITS[name], targets[name]) for name in UNITS},
-            timing.note or f"HTTP {timing.status}",
-        )
+        results.missing(page.area, page.subject, targets, timing.note or f"HTTP {timing.status}")
         return
     floor = timing.floor_median or floor  # the floor timed alongside this page, if it was
-    ratio = timing.median / floor if floor else float("nan")
-    values = {
-        "median": timing.median,
-        "p95": timing.p95,
-        "x floor": ratio,
-        "queries": timing.queries,
-    }
-    for name, value in values.items():
-        if page.kind == "floor" and name == "x floor":
-            continue
-        results.add(page.area, page.subject, name, Figure(value, UNITS[name], targets[name]))
+    values = {"median": timing.median, "p95": timing.p95}
+    if page.kind != "floor":
+        values["x floor"] = timing.median / floor if floor else float("nan")
+    values["queries"] = timing.queries
+    results.measured(page.area, page.subject, targets, values)
 
 
 def _profile(slow, clients, profile_dir: Path, log) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+#: Figure name -> (unit, target): what a measurement reports, measured or not.
+Targets = dict[str, tuple[str, str | None]]
 
 
 @dataclass
@@ -63,7 +65,13 @@ class Results:
         self.areas.setdefault(area, {}).setdefault(subject, {})[name] = figure
         return figure
 
-    def missing(self, area: str, subject: str, names: dict[str, tuple[str, str | None]], why: str):
+    def measured(self, area: str, subject: str, names: Targets, values: dict[str, float | None]):
+        """Record ``values`` by name, each with its unit and target from ``names``."""
+        for name, value in values.items():
+            unit, target = names[name]
+            self.add(area, subject, name, Figure(value, unit, target))
+
+    def missing(self, area: str, subject: str, names: Targets, why: str):
         """Record figures that could not be measured (``names``: name -> (unit, target))."""
         for name, (unit, target) in names.items():
             self.add(area, subject, name, Figure(None, unit, target, note=why))

@@ -258,22 +258,18 @@ def recompute(results: Results, *, env: dict) -> None:
     from accounts.models import Company
 
     area, subject = "recompute", "recompute_scores --all"
+    targets = {"seconds": ("s", "<= 10"), "companies/s": ("companies/s", ">= 500")}
     with connection.cursor() as cursor:
         cursor.execute("UPDATE scoring_scoresnapshot SET inputs_hash = '' WHERE is_current")
     done = procs.manage(["recompute_scores", "--all"], env=env, timeout=900)
     match = _RECOMPUTED.search(done.output)
     if not done.ok or not match:
-        results.missing(
-            area,
-            subject,
-            {"seconds": ("s", "<= 10"), "companies/s": ("companies/s", ">= 500")},
-            f"exit {done.returncode}: {done.output.strip()[-200:]}",
-        )
+        why = f"exit {done.returncode}: {done.output.strip()[-200:]}"
+        results.missing(area, subject, targets, why)
         return
     count, seconds = int(match[1]), float(match[2])
     log(f"recompute_scores --all: {count} companies in {seconds:.1f}s ({count / seconds:.0f}/s)")
-    results.add(area, subject, "seconds", Figure(seconds, "s", "<= 10"))
-    results.add(area, subject, "companies/s", Figure(count / seconds, "companies/s", ">= 500"))
+    results.measured(area, subject, targets, {"seconds": seconds, "companies/s": count / seconds})
     results.add(area, subject, "companies", Figure(count, "companies"))
     results.add(
         "memory",

@@ -14,6 +14,7 @@ from .labels import label_change_apply, label_change_request
 from .models import (
     IngestToken,
     Instance,
+    InstanceType,
     LabelChange,
     License,
     MonthlyUsage,
@@ -88,6 +89,17 @@ class LicenseAdmin(admin.ModelAdmin):
         return can_map_licenses(request.user)
 
 
+def _relabel_action(value: str, label: str):
+    """The admin action that requests ``instance_type = value`` for the selected instances."""
+
+    @admin.action(description=f"Set instance type: {label}", permissions=["label"])
+    def action(modeladmin, request, queryset):
+        modeladmin._relabel(request, queryset, value)
+
+    action.__name__ = f"set_{value}"
+    return action
+
+
 @admin.register(Instance)
 class InstanceAdmin(AccountDataAdmin):
     list_display = (
@@ -117,14 +129,9 @@ class InstanceAdmin(AccountDataAdmin):
         "created_at",
     )
     show_full_result_count = False
-    actions = [
-        "set_production",
-        "set_non_production",
-        "set_obsolete",
-        "set_unknown",
-        "set_geo_secondary",
-        "apply_pending_now",
-    ]
+    # One "Set instance type: …" action per type, named set_<value>.
+    actions = [*(_relabel_action(value, label) for value, label in InstanceType.choices)]
+    actions.append("apply_pending_now")
 
     def _relabel(self, request, queryset, value: str) -> None:
         changes = [
@@ -138,26 +145,6 @@ class InstanceAdmin(AccountDataAdmin):
             f"{len(pending)} pending label change(s) recorded"
             + (f"; reflected in reports from {when:%Y-%m-%d %H:%M} UTC." if when else "."),
         )
-
-    @admin.action(description="Set instance type: Production", permissions=["label"])
-    def set_production(self, request, queryset):
-        self._relabel(request, queryset, "production")
-
-    @admin.action(description="Set instance type: Non-Production", permissions=["label"])
-    def set_non_production(self, request, queryset):
-        self._relabel(request, queryset, "non_production")
-
-    @admin.action(description="Set instance type: Obsolete", permissions=["label"])
-    def set_obsolete(self, request, queryset):
-        self._relabel(request, queryset, "obsolete")
-
-    @admin.action(description="Set instance type: Unknown", permissions=["label"])
-    def set_unknown(self, request, queryset):
-        self._relabel(request, queryset, "unknown")
-
-    @admin.action(description="Set instance type: Geo Secondary Node", permissions=["label"])
-    def set_geo_secondary(self, request, queryset):
-        self._relabel(request, queryset, "geo_secondary")
 
     @admin.action(description="Apply their pending label changes now", permissions=["apply_now"])
     def apply_pending_now(self, request, queryset):

@@ -1,11 +1,8 @@
 """Turn a Service Ping request body into plain, validated data.
 
-Pure functions over bytes and JSON values: no ORM, no settings. Two layers:
-
-- `decode_body` handles transport (size limit, gzip, BOM, JSON) and raises `PayloadError`, which
-  carries the HTTP status to answer with.
-- `parse_ping` (and `parse_ping_error`, `parse_ping_metadata` for the companion endpoints) reads a
-  decoded payload and raises `PingRejected` with a reason a person can act on.
+Pure functions over JSON values: no ORM, no settings. `parse_ping` reads a decoded payload and
+raises `PingRejected` with a reason a person can act on. The body's transport (size, gzip, BOM,
+JSON) is `instances.transport`; the companion endpoints' payloads are `instances.companions`.
 
 Metric values follow `docs/service-ping.md`: GitLab's failure sentinels, absent keys and
 anything that is not a plausible count become `None` (stored as NULL), never 0.
@@ -13,7 +10,6 @@ anything that is not a plausible count become `None` (stored as NULL), never 0.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -23,26 +19,18 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-import orjson
-
 from instances.metrics import METRICS, SENTINELS
+from instances.transport import PayloadError, inflate_body, loads_json
 from instances.versions import parse_version
 
 __all__ = [
     "MAX_LENGTHS",
     "ParsedPing",
-    "PayloadError",
-    "PingError",
-    "PingMetadata",
     "PingRejected",
-    "MetricTiming",
-    "decode_body",
+    "bounded_text",
+    "describe",
     "flatten",
-    "inflate_body",
-    "loads_json",
     "parse_ping",
-    "parse_ping_error",
-    "parse_ping_metadata",
     "parse_timestamp",
     "read_payload_file",
     "read_payload_file_or_reason",
@@ -67,12 +55,6 @@ MAX_LENGTHS: dict[str, int] = {
     "metric_name": 255,
 }
 
-_GZIP_MAGIC = b"\x1f\x8b"
-_UTF8_BOM = b"\xef\xbb\xbf"
-_GZIP_ENCODINGS = frozenset({"gzip", "x-gzip"})
-_IDENTITY_ENCODINGS = frozenset({"", "identity"})
-# Bounded output per zlib call keeps a bomb's peak memory near max_bytes, not a multiple of it.
-_INFLATE_CHUNK = 1024 * 1024
 _MISSING = object()
 
 # Ruby's Time#to_s ("2020-04-17 07:43:54 UTC", "... +0200") puts a space before the zone.
@@ -85,131 +67,6 @@ class PingRejected(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class PayloadError(ValueError):
-    """A request body that cannot be decoded; `status` is the HTTP status to answer with.
-
-    400 malformed gzip/UTF-8/JSON, 413 too large (raw or decompressed), 415 unsupported encoding.
-    """
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-# --------------------------------------------------------------------------------------------------
-# Transport
-
-
-def decode_body(raw: bytes, *, content_encoding: str | None, max_bytes: int) -> object:
-    """Decode a request body (or uploaded file) into a JSON value: `loads_json(inflate_body(...))`.
-
-    Gunzips when `content_encoding` is gzip or the bytes start with the gzip magic, streaming with
-    a hard cap of `max_bytes` decompressed bytes. Strips a UTF-8 BOM. Integers beyond 64 bits parse
-    (as Python ints or floats) rather than fail; `parse_ping` later turns them into None.
-
-    Raises `PayloadError`: 413 when `raw` or its decompressed form exceeds `max_bytes`, 415 for a
-    Content-Encoding other than gzip/identity, 400 for broken gzip, invalid UTF-8 or invalid JSON
-    (with the decoder's message and position).
-    """
-    return loads_json(inflate_body(raw, content_encoding=content_encoding, max_bytes=max_bytes))
-
-
-def inflate_body(
-    raw: bytes, *, content_encoding: str | None, max_bytes: int
-) -> bytes | bytearray | memoryview:
-    """The JSON text of a body: gunzipped if needed (at most `max_bytes`), without a UTF-8 BOM.
-
-    This is what is kept as the raw payload. Raises `PayloadError` (413, 415 or 400) as
-    `decode_body` does for transport problems.
-    """
-    if len(raw) > max_bytes:
-        raise PayloadError(413, f"body is {len(raw)} bytes, over the limit of {max_bytes} bytes")
-    encoding = (content_encoding or "").strip().lower()
-    if encoding in _GZIP_ENCODINGS or raw[:2] == _GZIP_MAGIC:
-        data: bytes | bytearray | memoryview = _gunzip(raw, max_bytes=max_bytes)
-    elif encoding in _IDENTITY_ENCODINGS:
-        data = raw
-    else:
-        raise PayloadError(
-            415, f"unsupported Content-Encoding {content_encoding!r}: send gzip or no encoding"
-        )
-    if data[:3] == _UTF8_BOM:
-        data = memoryview(data)[3:]
-    return data
-
-
-def loads_json(data: bytes | bytearray | memoryview) -> object:
-    """Parse JSON text; raises `PayloadError` 400 for invalid UTF-8 or JSON."""
-    return _loads(data)
-
-
-def _gunzip(raw: bytes, *, max_bytes: int) -> bytearray:
-    """Inflate one or more concatenated gzip members, refusing output beyond `max_bytes`."""
-    out = bytearray()
-    pending = raw
-    while pending:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            while not inflater.eof:
-                room = min(_INFLATE_CHUNK, max_bytes + 1 - len(out))
-                chunk = inflater.decompress(pending, room)
-                out += chunk
-                if len(out) > max_bytes:
-                    raise PayloadError(
-                        413, f"decompressed body exceeds the limit of {max_bytes} bytes"
-                    )
-                progressed = chunk or len(inflater.unconsumed_tail) != len(pending)
-                pending = inflater.unconsumed_tail
-                if not progressed:
-                    raise PayloadError(400, "gzip stream is truncated")
-        except zlib.error as exc:
-            raise PayloadError(400, f"body is not valid gzip: {exc}") from None
-        pending = inflater.unused_data
-    return out
-
-
-def _loads(data: bytes | bytearray | memoryview) -> object:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        if "utf-8" in exc.msg.lower():
-            raise PayloadError(400, _utf8_error(data)) from None
-        if "number" not in exc.msg.lower():
-            raise PayloadError(400, f"malformed JSON: {exc}") from None
-    # orjson refuses (or, by version, rounds) numbers outside 64-bit/double range; the standard
-    # library parses them exactly, and the ping parser nulls them later.
-    try:
-        return json.loads(
-            bytes(data).decode("utf-8"), parse_int=_parse_int, parse_constant=_reject_constant
-        )
-    except json.JSONDecodeError as exc:
-        raise PayloadError(400, f"malformed JSON: {exc}") from None
-    except (ValueError, RecursionError) as exc:
-        raise PayloadError(400, f"malformed JSON: {exc}") from None
-
-
-def _parse_int(text: str) -> int | float:
-    # Past Python's digit limit for int() a number cannot be a count; infinity keeps it a number
-    # (so the body still parses) that parse_ping turns into None.
-    try:
-        return int(text)
-    except ValueError:
-        return -math.inf if text.startswith("-") else math.inf
-
-
-def _reject_constant(name: str) -> object:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _utf8_error(data: bytes | bytearray | memoryview) -> str:
-    try:
-        bytes(data).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return f"body is not valid UTF-8: {exc.reason} at byte {exc.start}"
-    return "body is not valid UTF-8"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -314,26 +171,26 @@ def parse_ping(payload: object) -> ParsedPing:
     become None. A missing hostname is "". A naive `recorded_at` is taken as UTC.
     """
     if not isinstance(payload, dict):
-        raise PingRejected(f"payload is {_describe(payload)}, not an object")
+        raise PingRejected(f"payload is {describe(payload)}, not an object")
 
     uuid = _required_identity(payload, "uuid")
     hostname = _optional_identity(payload, "hostname")
     recorded_at = _parse_recorded_at(payload.get("recorded_at", _MISSING))
     version = payload.get("version")
     if version is not None and not isinstance(version, str):
-        raise PingRejected(f"version must be a string, not {_describe(version)}")
-    version = _text(version, MAX_LENGTHS["version"])
+        raise PingRejected(f"version must be a string, not {describe(version)}")
+    version = bounded_text(version, MAX_LENGTHS["version"])
 
     metrics, not_numeric = _resolve_metrics(payload)
     settings = payload.get("settings")
-    plan = _text(payload.get("license_plan"), MAX_LENGTHS["license_plan"])
+    plan = bounded_text(payload.get("license_plan"), MAX_LENGTHS["license_plan"])
     trial = payload.get("license_trial")
     return ParsedPing(
         uuid=uuid,
         hostname=hostname,
         version=version,
         version_tuple=parse_version(version),
-        edition=_text(payload.get("edition"), MAX_LENGTHS["edition"]),
+        edition=bounded_text(payload.get("edition"), MAX_LENGTHS["edition"]),
         recorded_at=recorded_at,
         license_md5=_field(payload, "license_md5"),
         license_sha256=_field(payload, "license_sha256"),
@@ -413,7 +270,7 @@ def _required_identity(payload: dict, key: str) -> str:
     if value is None:
         raise PingRejected(f"missing {key}")
     if not isinstance(value, str):
-        raise PingRejected(f"{key} must be a string, not {_describe(value)}")
+        raise PingRejected(f"{key} must be a string, not {describe(value)}")
     value = value.strip()
     if not value:
         raise PingRejected(f"missing {key} (empty string)")
@@ -426,7 +283,7 @@ def _optional_identity(payload: dict, key: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise PingRejected(f"{key} must be a string, not {_describe(value)}")
+        raise PingRejected(f"{key} must be a string, not {describe(value)}")
     value = value.strip()
     _check_identity_text(key, value)
     return value
@@ -440,7 +297,7 @@ def _check_identity_text(key: str, value: str) -> None:
         raise PingRejected(f"{key} contains a NUL character")
 
 
-def _text(value: object, max_length: int) -> str | None:
+def bounded_text(value: object, max_length: int) -> str | None:
     """A stripped, non-empty, storable string of at most `max_length` characters, else None."""
     if type(value) is int:
         # license_id is a database id (an integer) in real payloads; ids are kept as text.
@@ -454,13 +311,13 @@ def _text(value: object, max_length: int) -> str | None:
 
 
 def _field(payload: dict, key: str) -> str | None:
-    return _text(payload.get(key), MAX_LENGTHS[key])
+    return bounded_text(payload.get(key), MAX_LENGTHS[key])
 
 
 def _company(licensee: object) -> str | None:
     if not isinstance(licensee, dict):
         return None
-    return _text(licensee.get("Company"), MAX_LENGTHS["licensee_company"])
+    return bounded_text(licensee.get("Company"), MAX_LENGTHS["licensee_company"])
 
 
 def _categories(settings: object) -> tuple[str, ...]:
@@ -476,7 +333,7 @@ def _parse_recorded_at(value: object) -> datetime:
     if value is _MISSING or value is None:
         raise PingRejected("missing recorded_at")
     if not isinstance(value, str):
-        raise PingRejected(f"recorded_at must be a string, not {_describe(value)}")
+        raise PingRejected(f"recorded_at must be a string, not {describe(value)}")
     parsed = parse_timestamp(value)
     if parsed is None:
         raise PingRejected(f"recorded_at {value[:64]!r} is not an ISO 8601 timestamp")
@@ -523,7 +380,7 @@ def _parse_date(value: object) -> date | None:
     return parsed.date() if parsed else None
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
     """How a JSON value reads in a rejection reason."""
     if value is None:
         return "null"
@@ -559,109 +416,3 @@ def _leaves(node: object, prefix: str) -> Iterator[tuple[str, object]]:
             yield from _leaves(value, f"{prefix}.{key}" if prefix else str(key))
     else:
         yield prefix, node
-
-
-# --------------------------------------------------------------------------------------------------
-# Companion endpoints
-
-
-@dataclass(frozen=True, slots=True)
-class PingError:
-    """A `/usage_ping_errors` report: the instance could not build its Service Ping."""
-
-    uuid: str | None
-    hostname: str
-    version: str | None
-    version_tuple: tuple[int, int, int] | None
-    time: datetime | None
-    message: str
-    elapsed: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class MetricTiming:
-    """How long an instance took to compute one metric (seconds)."""
-
-    name: str
-    time_elapsed: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class PingMetadata:
-    """A `/usage_ping_metadata` report; entries without a string name are counted in `skipped`."""
-
-    uuid: str | None
-    metrics: tuple[MetricTiming, ...]
-    skipped: int
-
-
-def parse_ping_error(payload: object) -> PingError:
-    """Read `{"error": {time, uuid, hostname, version, message, elapsed}}`.
-
-    Refuses a payload that is not an object or whose `error` is missing or not an object; inner
-    fields are optional: malformed ones become None ("" for hostname and message); the message is
-    truncated to MAX_LENGTHS["message"] characters.
-    """
-    body = _wrapped(payload, "error")
-    version = _text(body.get("version"), MAX_LENGTHS["version"])
-    time = body.get("time")
-    message = body.get("message")
-    return PingError(
-        uuid=_text(body.get("uuid"), MAX_LENGTHS["uuid"]),
-        hostname=_text(body.get("hostname"), MAX_LENGTHS["hostname"]) or "",
-        version=version,
-        version_tuple=parse_version(version),
-        time=parse_timestamp(time) if isinstance(time, str) else None,
-        message=_message(message),
-        elapsed=_seconds(body.get("elapsed")),
-    )
-
-
-def parse_ping_metadata(payload: object) -> PingMetadata:
-    """Read `{"metadata": {uuid, metrics: [{name, time_elapsed}]}}`.
-
-    Refuses a payload that is not an object or whose `metadata` is missing or not an object, or
-    whose `metrics` is present but not an array.
-    """
-    body = _wrapped(payload, "metadata")
-    entries = body.get("metrics")
-    if entries is None:
-        entries = []
-    if not isinstance(entries, list):
-        raise PingRejected(f"metadata.metrics must be an array, not {_describe(entries)}")
-    timings = []
-    for entry in entries:
-        if isinstance(entry, dict) and (
-            name := _text(entry.get("name"), MAX_LENGTHS["metric_name"])
-        ):
-            elapsed = _seconds(entry.get("time_elapsed"))
-            timings.append(MetricTiming(name=name, time_elapsed=elapsed))
-    return PingMetadata(
-        uuid=_text(body.get("uuid"), MAX_LENGTHS["uuid"]),
-        metrics=tuple(timings),
-        skipped=len(entries) - len(timings),
-    )
-
-
-def _message(value: object) -> str:
-    # An error message is kept even when long or odd: truncated, without NULs (unstorable).
-    if not isinstance(value, str):
-        return ""
-    return value.replace("\x00", "")[: MAX_LENGTHS["message"]]
-
-
-def _wrapped(payload: object, key: str) -> dict:
-    if not isinstance(payload, dict):
-        raise PingRejected(f"payload is {_describe(payload)}, not an object")
-    if key not in payload:
-        raise PingRejected(f"missing {key}")
-    body = payload[key]
-    if not isinstance(body, dict):
-        raise PingRejected(f"{key} must be an object, not {_describe(body)}")
-    return body
-
-
-def _seconds(value: object) -> float | None:
-    if type(value) in (int, float) and math.isfinite(value) and value >= 0:
-        return float(value)
-    return None

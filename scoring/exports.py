@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from instances.models import Instance
 
-from .methodology import Scorecard, api_health_payload
 from .models import ScoreSnapshot
+from .scorecard import Scorecard, api_health_payload
 
 INSTANCE_TYPE_COLUMNS = (
     "uuid",

@@ -307,6 +307,18 @@ def _license_utilization(first_row_inclusive: bool) -> MeasureSpec:
     )
 
 
+def _git_operations(band_list: tuple[Band, ...]) -> MeasureSpec:
+    # The presets agree on what SCM measures and differ on its bands.
+    return measure(
+        "scm_git_operations",
+        "scm",
+        "Git operation utilization",
+        "git_operation_users",
+        "billable_users",
+        bands=band_list,
+    )
+
+
 _USER_ENGAGEMENT = measure(
     "user_engagement",
     "user_engagement",
@@ -417,14 +429,7 @@ HANDBOOK_2025 = Scheme(
     measures=(
         _license_utilization(first_row_inclusive=False),
         _USER_ENGAGEMENT,
-        measure(
-            "scm_git_operations",
-            "scm",
-            "Git operation utilization",
-            "git_operation_users",
-            "billable_users",
-            bands=bands((0.10, True, RED), (0.33, True, YELLOW), (None, False, GREEN)),
-        ),
+        _git_operations(bands((0.10, True, RED), (0.33, True, YELLOW), (None, False, GREEN))),
         _CI_BUILDS_PER_USER,
         *_CD_AND_DEVSECOPS,
     ),
@@ -444,14 +449,7 @@ DBT_2024 = dataclasses.replace(
     measures=(
         _license_utilization(first_row_inclusive=True),
         _USER_ENGAGEMENT,
-        measure(
-            "scm_git_operations",
-            "scm",
-            "Git operation utilization",
-            "git_operation_users",
-            "billable_users",
-            bands=bands((0.25, False, RED), (0.50, False, YELLOW), (None, False, GREEN)),
-        ),
+        _git_operations(bands((0.25, False, RED), (0.50, False, YELLOW), (None, False, GREEN))),
         measure(
             "ci_pipeline_users",
             "ci",

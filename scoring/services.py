@@ -22,15 +22,10 @@ from accounts.models import Company
 from instances.metrics import METRIC_NAMES
 from instances.models import Instance, MonthlyUsage, UsagePing
 
-from .methodology import (
-    CompanyInputs,
-    InstanceCandidate,
-    Scorecard,
-    included_totals,
-    score_company,
-)
+from .methodology import included_totals, score_company
 from .models import MonthlyScore, SchemeChange, ScoreSnapshot, ScoringConfig
 from .schemes import DEFAULT_SCHEME, Scheme, get_scheme
+from .scorecard import CompanyInputs, InstanceCandidate, Scorecard
 
 logger = logging.getLogger(__name__)
 # Lock timeouts, deadlocks and a lost race for the current snapshot: a retry sees the winner.

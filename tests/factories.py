@@ -53,7 +53,8 @@ class InstanceFactory(factory.django.DjangoModelFactory):
 def store_ping(
     instance_or_uuid,
     *,
-    recorded_at,
+    recorded_at=None,
+    days_ago=None,
     metrics=None,
     subscription=None,
     version="16.5.1-ee",
@@ -61,7 +62,14 @@ def store_ping(
     license_md5=None,
     refresh=True,
 ):
-    """Store one real-format ping through the ingest path; returns the UsagePing."""
+    """Store one real-format ping through the ingest path; returns the UsagePing.
+
+    It is recorded at ``recorded_at``, or ``days_ago`` days before now: give exactly one.
+    """
+    if (recorded_at is None) == (days_ago is None):
+        raise TypeError("store_ping needs exactly one of recorded_at and days_ago")
+    if days_ago is not None:
+        recorded_at = timezone.now() - dt.timedelta(days=days_ago)
     import orjson
 
     from instances.models import UsagePing

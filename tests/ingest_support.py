@@ -8,11 +8,14 @@ the two fixtures below.
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from instances.models import (
     Instance,
@@ -22,9 +25,10 @@ from instances.models import (
     RejectedPayload,
     UsagePing,
 )
-from instances.parsing import decode_body, parse_ping
+from instances.parsing import parse_ping
 from instances.services.inputs import PingInput
 from instances.services.store import pings_store
+from instances.transport import decode_body
 from usage_portal.sampledata.payloads import build_payload
 
 PINGS = Path(__file__).resolve().parent / "data" / "pings"
@@ -80,6 +84,16 @@ def store(*payloads: dict, source: str = "http", refresh: bool = False):
         parsed = parse_ping(decode_body(raw, content_encoding=None, max_bytes=10**8))
         inputs.append(PingInput.from_parsed(parsed, raw=raw))
     return pings_store(inputs=inputs, source=source, refresh=refresh)
+
+
+def command_run(name: str, *args) -> tuple[str, str, int, CommandError | None]:
+    """(stdout, stderr, exit status, the CommandError it ended with) of a management command."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command(name, *map(str, args), stdout=out, stderr=err)
+    except CommandError as exc:
+        return out.getvalue(), err.getvalue(), exc.returncode, exc
+    return out.getvalue(), err.getvalue(), 0, None
 
 
 def row_counts() -> dict[str, int]:

@@ -1,7 +1,5 @@
 """Ops' bulk actions in the admin go through the same audited paths as the pages."""
 
-import datetime as dt
-
 import pytest
 from django.utils import timezone
 
@@ -48,11 +46,7 @@ def test_labels_are_not_editable_in_the_instance_form(client, ops):
 def test_map_license_action_attaches_waiting_pings(client, ops):
     sub = SubscriptionFactory()
     ping = store_ping(
-        "u-unmapped",
-        recorded_at=timezone.now() - dt.timedelta(days=1),
-        license_md5="f" * 32,
-        version="15.4.0-ee",
-        refresh=False,
+        "u-unmapped", days_ago=1, license_md5="f" * 32, version="15.4.0-ee", refresh=False
     )
     assert ping.subscription is None
     client.force_login(ops)

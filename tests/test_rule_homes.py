@@ -18,7 +18,7 @@ from accounts.models import Company
 from instances import versions
 from instances.metrics import METRICS as REGISTRY
 from instances.models import HealthInclusion, Instance, InstanceKind, InstanceType
-from scoring import methodology, schemes
+from scoring import methodology, schemes, scorecard
 from scoring.models import ScoreSnapshot
 from scoring.services import active_scheme, companies_refresh, stale_ping_days
 from tests.conftest import make_user
@@ -132,7 +132,7 @@ def test_the_store_orders_instances_by_the_parsers_sort_key():
 
 
 def test_the_engine_explains_a_missing_metric_with_the_registrys_release():
-    candidate = methodology.InstanceCandidate(
+    candidate = scorecard.InstanceCandidate(
         instance_id=1,
         name="old.example.com",
         is_saas=False,

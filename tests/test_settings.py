@@ -25,6 +25,12 @@ def run_django(code: str, **env) -> subprocess.CompletedProcess:
     )
 
 
+def printed(result: subprocess.CompletedProcess) -> list[str]:
+    """The lines a run that must succeed printed."""
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()
+
+
 def test_production_without_secret_key_refuses_to_start():
     result = run_django("print('started')", DEBUG="0")
     assert result.returncode != 0
@@ -40,11 +46,7 @@ def test_debug_without_secret_key_starts_with_embedded_defaults(tmp_path):
         DEBUG="1",
         VAR_DIR=str(tmp_path),
     )
-    assert result.returncode == 0, result.stderr
-    engine, broker, flags = result.stdout.strip().splitlines()
-    assert engine == "django.db.backends.sqlite3"
-    assert broker == "filesystem://"
-    assert flags == "24.0 False UTC True"
+    assert printed(result) == ["django.db.backends.sqlite3", "filesystem://", "24.0 False UTC True"]
     assert (tmp_path / "broker" / "queue").is_dir()
 
 
@@ -60,11 +62,11 @@ def test_database_and_redis_urls_switch_to_postgresql_and_redis(tmp_path):
         ALLOW_ANONYMOUS_PINGS="true",
         VAR_DIR=str(tmp_path),
     )
-    assert result.returncode == 0, result.stderr
-    db, broker, flags = result.stdout.strip().splitlines()
-    assert db == "django.db.backends.postgresql portal db.internal"
-    assert broker == "redis://cache.internal:6379/2"
-    assert flags == "0.0 True"
+    assert printed(result) == [
+        "django.db.backends.postgresql portal db.internal",
+        "redis://cache.internal:6379/2",
+        "0.0 True",
+    ]
 
 
 def test_negative_refresh_delay_is_refused(tmp_path):

@@ -22,14 +22,7 @@ from django.db import DataError
 
 from accounts.changes import companies_changed
 from instances.models import PingSource
-from instances.parsing import (
-    PayloadError,
-    PingRejected,
-    inflate_body,
-    loads_json,
-    parse_ping,
-    read_payload_file_or_reason,
-)
+from instances.parsing import PingRejected, parse_ping, read_payload_file_or_reason
 from instances.saas import parse_saas_row, read_rows
 from instances.services.inputs import PingInput
 from instances.services.rejections import (
@@ -39,6 +32,7 @@ from instances.services.rejections import (
 )
 from instances.services.storable import RAW_COMPRESSION_LEVEL
 from instances.services.store import pings_store
+from instances.transport import PayloadError, inflate_body, loads_json
 
 PING_FILE_SUFFIXES = (".json", ".json.gz")
 

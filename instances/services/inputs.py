@@ -11,7 +11,7 @@ from datetime import datetime
 
 from instances.models import InstanceKind
 from instances.parsing import ParsedPing
-from instances.services.storable import clip
+from instances.services.storable import clip, compress_raw
 
 #: GitLab renamed its tiers; pings from old licenses still carry the old names.
 PLAN_ALIASES = {"gold": "ultimate", "silver": "premium", "bronze": "starter", "core": "free"}
@@ -95,3 +95,9 @@ class PingInput:
         if self.kind == InstanceKind.SAAS:
             return (InstanceKind.SAAS, self.namespace_id)
         return (InstanceKind.SELF_MANAGED, self.uuid, self.hostname)
+
+    def stored_raw(self) -> bytes | None:
+        """The payload as its row keeps it: zlib-compressed (once, wherever that happened)."""
+        if self.raw_compressed is not None:
+            return self.raw_compressed
+        return compress_raw(self.raw)

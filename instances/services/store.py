@@ -24,7 +24,6 @@ from instances.services.bulk_sql import pings_insert, rows_update
 from instances.services.inputs import PingInput
 from instances.services.licenses import LicenseBook
 from instances.services.monthly import monthly_refresh, monthly_usage_follow
-from instances.services.storable import compress_raw
 from instances.versions import parse_version
 from instances.versions import sort_key as version_sort
 
@@ -166,11 +165,7 @@ def _store(inputs: Sequence[PingInput], source: str) -> StoreSummary:
                 license_subscription_id=item.license_subscription_id,
                 license_plan=item.license_plan,
                 license_trial=item.license_trial,
-                raw_payload=(
-                    item.raw_compressed
-                    if item.raw_compressed is not None
-                    else compress_raw(item.raw)
-                ),
+                raw_payload=item.stored_raw(),
                 **{name: _as_int(item.metrics.get(name)) for name in METRIC_NAMES},
             )
         )
@@ -207,6 +202,12 @@ def _as_int(value) -> int | None:
     return value
 
 
+def _initial_type(kind: str) -> str:
+    # A SaaS namespace is a customer's production group; a new self-managed instance waits for
+    # a CSM (or a labeling rule) to say what it is.
+    return InstanceType.PRODUCTION if kind == InstanceKind.SAAS else InstanceType.UNKNOWN
+
+
 def _instances_for(inputs: Sequence[PingInput], now: datetime) -> dict[tuple, Instance]:
     """Every instance the batch names, created if new (self-managed: Unknown; SaaS: Production)."""
     wanted: dict[tuple, PingInput] = {}
@@ -225,11 +226,7 @@ def _instances_for(inputs: Sequence[PingInput], now: datetime) -> dict[tuple, In
                     hostname=item.hostname,
                     namespace_id=item.namespace_id,
                     namespace_path=item.namespace_path,
-                    instance_type=(
-                        InstanceType.PRODUCTION
-                        if item.kind == InstanceKind.SAAS
-                        else InstanceType.UNKNOWN
-                    ),
+                    instance_type=_initial_type(item.kind),
                     created_at=now,
                 )
                 for item in missing

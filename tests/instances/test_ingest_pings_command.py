@@ -10,7 +10,6 @@ from pathlib import Path
 import orjson
 import pytest
 from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import DataError
 
 from instances.management.commands.ingest_pings import Command
@@ -19,6 +18,7 @@ from instances.services import files
 from tests.factories import SubscriptionFactory
 from tests.ingest_support import (  # noqa: F401  (fixtures are used by name)
     WHEN,
+    command_run,
     on_each_database,
     payload,
 )
@@ -27,15 +27,9 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_each_database")
 
 
 def ingest(*args) -> tuple[str, str, int]:
-    """(stdout, stderr, exit status) of the command."""
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command("ingest_pings", *map(str, args), "--no-progress", stdout=out, stderr=err)
-        status = 0
-    except CommandError as exc:
-        err.write(f"CommandError: {exc}\n")
-        status = exc.returncode
-    return out.getvalue(), err.getvalue(), status
+    """(stdout, stderr then the CommandError's message, exit status) of the command."""
+    out, err, status, error = command_run("ingest_pings", *args, "--no-progress")
+    return out, err + (f"CommandError: {error}\n" if error else ""), status
 
 
 def write(path: Path, body: dict | bytes, *, gz: bool = False) -> Path:

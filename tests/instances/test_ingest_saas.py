@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import zlib
 from datetime import UTC, datetime
 
 import orjson
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 
 from accounts.importers import SubscriptionRow
 from accounts.services import subscriptions_import
 from instances.models import Instance, InstanceType, RejectedPayload, UsagePing
 from tests.factories import CompanyFactory, SubscriptionFactory
-from tests.ingest_support import (  # noqa: F401  (fixtures are used by name)
-    on_each_database,
-)
+from tests.ingest_support import command_run, on_each_database  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_each_database")]
 
@@ -28,12 +23,8 @@ HEADER = (
 
 
 def ingest(*paths) -> tuple[str, str, int]:
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command("ingest_saas", *map(str, paths), stdout=out, stderr=err)
-        return out.getvalue(), err.getvalue(), 0
-    except CommandError as exc:
-        return out.getvalue(), err.getvalue(), exc.returncode
+    """(stdout, stderr, exit status) of the command."""
+    return command_run("ingest_saas", *paths)[:3]
 
 
 @pytest.fixture

@@ -124,11 +124,7 @@ def test_scores_follow_the_applied_label_not_the_pending_one(
     unknown, csm, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        store_ping(
-            unknown,
-            recorded_at=timezone.now() - dt.timedelta(days=2),
-            metrics={"billable_users": 50},
-        )
+        store_ping(unknown, days_ago=2, metrics={"billable_users": 50})
     snap = ScoreSnapshot.objects.get(company=unknown.company, is_current=True)
     assert snap.license_utilization_color == "NA"  # no Production instance yet
     now = timezone.now()

@@ -1,6 +1,7 @@
 """The database itself keeps the data sane: unique identities and valid choices."""
 
 import datetime as dt
+from functools import partial
 
 import pytest
 from django.utils import timezone
@@ -74,51 +75,23 @@ def test_monthly_usage_is_one_row_per_instance_month_on_the_first():
 def test_only_one_pending_label_change_per_instance_field():
     instance = InstanceFactory()
     now = timezone.now()
+    change = partial(
+        LabelChange.objects.create,
+        instance=instance,
+        field="instance_type",
+        author="x",
+        requested_at=now,
+        effective_at=now,
+    )
 
-    def pending(value):
-        return LabelChange.objects.create(
-            instance=instance,
-            field="instance_type",
-            old_value="production",
-            new_value=value,
-            author="x",
-            requested_at=now,
-            effective_at=now,
-        )
-
-    pending("obsolete")
-    assert refused(lambda: pending("non_production"))
+    change(old_value="production", new_value="obsolete")
+    assert refused(lambda: change(old_value="production", new_value="non_production"))
     assert refused(
-        lambda: LabelChange.objects.create(
-            instance=instance,
-            field="hostname",
-            new_value="x",
-            author="x",
-            requested_at=now,
-            effective_at=now,
-            status="applied",
-            applied_at=now,
-        )
+        lambda: change(field="hostname", new_value="x", status="applied", applied_at=now)
     )
     # Effective before requested, or applied without a time, are refused too.
+    early = now - dt.timedelta(hours=1)
     assert refused(
-        lambda: LabelChange.objects.create(
-            instance=instance,
-            field="health_inclusion",
-            new_value="opt_out",
-            author="x",
-            requested_at=now,
-            effective_at=now - dt.timedelta(hours=1),
-        )
+        lambda: change(field="health_inclusion", new_value="opt_out", effective_at=early)
     )
-    assert refused(
-        lambda: LabelChange.objects.create(
-            instance=instance,
-            field="health_inclusion",
-            new_value="opt_out",
-            author="x",
-            requested_at=now,
-            effective_at=now,
-            status="applied",
-        )
-    )
+    assert refused(lambda: change(field="health_inclusion", new_value="opt_out", status="applied"))

@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from instances.companions import parse_ping_error, parse_ping_metadata
 from instances.metrics import (
     METRIC_NAMES,
     METRICS,
@@ -22,16 +23,8 @@ from instances.metrics import (
     SEAT_METRICS,
     SENTINELS,
 )
-from instances.parsing import (
-    PayloadError,
-    PingRejected,
-    decode_body,
-    flatten,
-    parse_ping,
-    parse_ping_error,
-    parse_ping_metadata,
-    parse_timestamp,
-)
+from instances.parsing import PingRejected, flatten, parse_ping, parse_timestamp
+from instances.transport import PayloadError, decode_body
 from instances.versions import parse_version
 
 PINGS = Path(__file__).resolve().parents[1] / "data" / "pings"

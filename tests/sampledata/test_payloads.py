@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from instances.metrics import METRIC_NAMES
-from instances.parsing import ParsedPing, decode_body, flatten, parse_ping
+from instances.parsing import ParsedPing, flatten, parse_ping
+from instances.transport import decode_body
 from usage_portal.sampledata.payloads import KEYTREE_PATH, build_payload
 
 FIXTURE = (

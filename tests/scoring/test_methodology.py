@@ -11,11 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 
 from scoring.methodology import (
-    CompanyInputs,
-    InstanceCandidate,
-    Scorecard,
     account_age_months,
-    api_health_payload,
     included_totals,
     roll_up,
     score_company,
@@ -29,6 +25,8 @@ from scoring.schemes import (
     SCAN_METRICS,
     get_scheme,
 )
+from scoring.scorecard import CompanyInputs, InstanceCandidate, Scorecard, api_health_payload
+from tests.health_api import HEALTH_API_FIELDS, HEALTH_API_MEASURES
 
 AS_OF = date(2025, 6, 15)
 HANDBOOK = "gitlab-handbook-2025"
@@ -173,8 +171,9 @@ def test_thresholds_are_described_for_humans():
 # --------------------------------------------------------------------------- measure edges
 
 
-def per_billable(metric: str, count: int) -> dict[str, int]:
-    return {metric: count, "billable_users": 1000}
+def per_billable(metric: str):
+    """Metrics putting ``count`` of ``metric`` against 1,000 billable users."""
+    return lambda count: {metric: count, "billable_users": 1000}
 
 
 def deployment_success(successful: int) -> dict[str, int]:
@@ -193,82 +192,50 @@ def scanners_in_use(types: int) -> dict[str, int]:
     return {metric: int(i < types) for i, metric in enumerate(SCAN_METRICS)}
 
 
-# (measure key, metric overrides, expected value, expected colour): below, on, above each edge.
-SHARED_EDGES = [
-    ("user_engagement", per_billable("umau", 499), 0.499, "Red"),
-    ("user_engagement", per_billable("umau", 500), 0.5, "Yellow"),
-    ("user_engagement", per_billable("umau", 501), 0.501, "Yellow"),
-    ("user_engagement", per_billable("umau", 799), 0.799, "Yellow"),
-    ("user_engagement", per_billable("umau", 800), 0.8, "Green"),
-    ("user_engagement", per_billable("umau", 801), 0.801, "Green"),
-    ("cd_deployment_users", per_billable("deployment_users", 49), 0.049, "Red"),
-    ("cd_deployment_users", per_billable("deployment_users", 50), 0.05, "Yellow"),
-    ("cd_deployment_users", per_billable("deployment_users", 51), 0.051, "Yellow"),
-    ("cd_deployment_users", per_billable("deployment_users", 119), 0.119, "Yellow"),
-    ("cd_deployment_users", per_billable("deployment_users", 120), 0.12, "Yellow"),
-    ("cd_deployment_users", per_billable("deployment_users", 121), 0.121, "Green"),
-    ("cd_deployments_per_user", per_billable("deployments_l28", 1999), 1.999, "Red"),
-    ("cd_deployments_per_user", per_billable("deployments_l28", 2000), 2, "Yellow"),
-    ("cd_deployments_per_user", per_billable("deployments_l28", 2001), 2.001, "Yellow"),
-    ("cd_deployments_per_user", per_billable("deployments_l28", 6999), 6.999, "Yellow"),
-    ("cd_deployments_per_user", per_billable("deployments_l28", 7000), 7, "Yellow"),
-    ("cd_deployments_per_user", per_billable("deployments_l28", 7001), 7.001, "Green"),
-    ("cd_deployment_success", deployment_success(249), 0.249, "Red"),
-    ("cd_deployment_success", deployment_success(250), 0.25, "Yellow"),
-    ("cd_deployment_success", deployment_success(251), 0.251, "Yellow"),
-    ("cd_deployment_success", deployment_success(799), 0.799, "Yellow"),
-    ("cd_deployment_success", deployment_success(800), 0.8, "Yellow"),
-    ("cd_deployment_success", deployment_success(801), 0.801, "Green"),
-    ("devsecops_scanner_users", per_billable("secure_scanner_users", 49), 0.049, "Red"),
-    ("devsecops_scanner_users", per_billable("secure_scanner_users", 50), 0.05, "Red"),
-    ("devsecops_scanner_users", per_billable("secure_scanner_users", 51), 0.051, "Yellow"),
-    ("devsecops_scanner_users", per_billable("secure_scanner_users", 199), 0.199, "Yellow"),
-    ("devsecops_scanner_users", per_billable("secure_scanner_users", 200), 0.2, "Green"),
-    ("devsecops_scanner_users", per_billable("secure_scanner_users", 201), 0.201, "Green"),
-    ("devsecops_scans_per_pipeline", scans_per_pipeline(99), 0.099, "Red"),
-    ("devsecops_scans_per_pipeline", scans_per_pipeline(100), 0.1, "Yellow"),
-    ("devsecops_scans_per_pipeline", scans_per_pipeline(101), 0.101, "Yellow"),
-    ("devsecops_scans_per_pipeline", scans_per_pipeline(499), 0.499, "Yellow"),
-    ("devsecops_scans_per_pipeline", scans_per_pipeline(500), 0.5, "Yellow"),
-    ("devsecops_scans_per_pipeline", scans_per_pipeline(501), 0.501, "Green"),
-    ("devsecops_scanners_in_use", scanners_in_use(0), 0, "Red"),
-    ("devsecops_scanners_in_use", scanners_in_use(1), 1, "Red"),
-    ("devsecops_scanners_in_use", scanners_in_use(2), 2, "Yellow"),
-    ("devsecops_scanners_in_use", scanners_in_use(3), 3, "Green"),
-    ("devsecops_scanners_in_use", scanners_in_use(7), 7, "Green"),
+COLORS = {"R": "Red", "Y": "Yellow", "G": "Green"}
+
+# (measure key, metrics for a count per 1,000, its two edges, the colours R/Y/G of a count just
+# below, on and just above the first edge, then the second): the value is the count / 1,000.
+SHARED_THRESHOLDS = [
+    ("user_engagement", per_billable("umau"), (500, 800), "RYYYGG"),
+    ("cd_deployment_users", per_billable("deployment_users"), (50, 120), "RYYYYG"),
+    ("cd_deployments_per_user", per_billable("deployments_l28"), (2000, 7000), "RYYYYG"),
+    ("cd_deployment_success", deployment_success, (250, 800), "RYYYYG"),
+    ("devsecops_scanner_users", per_billable("secure_scanner_users"), (50, 200), "RRYYGG"),
+    ("devsecops_scans_per_pipeline", scans_per_pipeline, (100, 500), "RYYYYG"),
 ]
-HANDBOOK_EDGES = [
-    ("scm_git_operations", per_billable("git_operation_users", 99), 0.099, "Red"),
-    ("scm_git_operations", per_billable("git_operation_users", 100), 0.1, "Red"),
-    ("scm_git_operations", per_billable("git_operation_users", 101), 0.101, "Yellow"),
-    ("scm_git_operations", per_billable("git_operation_users", 329), 0.329, "Yellow"),
-    ("scm_git_operations", per_billable("git_operation_users", 330), 0.33, "Yellow"),
-    ("scm_git_operations", per_billable("git_operation_users", 331), 0.331, "Green"),
-    ("ci_builds_per_user", per_billable("ci_builds_l28", 1999), 1.999, "Red"),
-    ("ci_builds_per_user", per_billable("ci_builds_l28", 2000), 2, "Red"),
-    ("ci_builds_per_user", per_billable("ci_builds_l28", 2001), 2.001, "Yellow"),
-    ("ci_builds_per_user", per_billable("ci_builds_l28", 39_999), 39.999, "Yellow"),
-    ("ci_builds_per_user", per_billable("ci_builds_l28", 40_000), 40, "Yellow"),
-    ("ci_builds_per_user", per_billable("ci_builds_l28", 40_001), 40.001, "Green"),
+HANDBOOK_THRESHOLDS = [
+    ("scm_git_operations", per_billable("git_operation_users"), (100, 330), "RRYYYG"),
+    ("ci_builds_per_user", per_billable("ci_builds_l28"), (2000, 40_000), "RRYYYG"),
 ]
-DBT_EDGES = [
-    ("scm_git_operations", per_billable("git_operation_users", 249), 0.249, "Red"),
-    ("scm_git_operations", per_billable("git_operation_users", 250), 0.25, "Yellow"),
-    ("scm_git_operations", per_billable("git_operation_users", 251), 0.251, "Yellow"),
-    ("scm_git_operations", per_billable("git_operation_users", 499), 0.499, "Yellow"),
-    ("scm_git_operations", per_billable("git_operation_users", 500), 0.5, "Green"),
-    ("scm_git_operations", per_billable("git_operation_users", 501), 0.501, "Green"),
-    ("ci_pipeline_users", per_billable("pipeline_users", 99), 0.099, "Red"),
-    ("ci_pipeline_users", per_billable("pipeline_users", 100), 0.1, "Red"),
-    ("ci_pipeline_users", per_billable("pipeline_users", 101), 0.101, "Yellow"),
-    ("ci_pipeline_users", per_billable("pipeline_users", 332), 0.332, "Yellow"),
-    ("ci_pipeline_users", per_billable("pipeline_users", 333), 0.333, "Yellow"),
-    ("ci_pipeline_users", per_billable("pipeline_users", 334), 0.334, "Green"),
+DBT_THRESHOLDS = [
+    ("scm_git_operations", per_billable("git_operation_users"), (250, 500), "RYYYGG"),
+    ("ci_pipeline_users", per_billable("pipeline_users"), (100, 333), "RRYYYG"),
 ]
+# (measure key, metric overrides, expected value, expected colour) of the scanner-type count.
+SCANNER_CASES = [
+    ("devsecops_scanners_in_use", scanners_in_use(types), types, color)
+    for types, color in [(0, "Red"), (1, "Red"), (2, "Yellow"), (3, "Green"), (7, "Green")]
+]
+
+
+def edge_cases(schemes: tuple[str, ...], thresholds: list[tuple]) -> list[tuple]:
+    """(scheme, key, metrics, value, colour) for a count just below, on and above each edge."""
+    return [
+        (scheme, key, metrics(count), count / 1000, COLORS[code])
+        for scheme in schemes
+        for key, metrics, edges, codes in thresholds
+        for count, code in zip(
+            [edge + step for edge in edges for step in (-1, 0, 1)], codes, strict=True
+        )
+    ]
+
+
 EDGE_CASES = (
-    [(scheme, *row) for scheme in (HANDBOOK, DBT, LEGACY) for row in SHARED_EDGES]
-    + [(scheme, *row) for scheme in (HANDBOOK, LEGACY) for row in HANDBOOK_EDGES]
-    + [(DBT, *row) for row in DBT_EDGES]
+    edge_cases((HANDBOOK, DBT, LEGACY), SHARED_THRESHOLDS)
+    + [(scheme, *row) for scheme in (HANDBOOK, DBT, LEGACY) for row in SCANNER_CASES]
+    + edge_cases((HANDBOOK, LEGACY), HANDBOOK_THRESHOLDS)
+    + edge_cases((DBT,), DBT_THRESHOLDS)
 )
 
 
@@ -690,18 +657,20 @@ def test_use_case_ignores_na_measures():
     assert cd.color == "Yellow"
 
 
-def test_product_usage_weights_are_renormalised_over_scored_use_cases():
-    # LU Red 25, UE NA (15.1), SCM Green 88, CI Yellow 63, CD Green 88, DevSecOps NA (Premium).
-    card = score(
-        instance(
-            version="15.1.0-ee",
-            plan="premium",
-            billable_users=400,
-            licensed_seats=1000,
-            git_operation_users=200,
-            ci_builds_l28=4000,
-        )
+def mixed_instance() -> InstanceCandidate:
+    """LU Red 25, UE NA (15.1), SCM Green 88, CI Yellow 63, CD Green 88, DevSecOps NA (Premium)."""
+    return instance(
+        version="15.1.0-ee",
+        plan="premium",
+        billable_users=400,
+        licensed_seats=1000,
+        git_operation_users=200,
+        ci_builds_l28=4000,
     )
+
+
+def test_product_usage_weights_are_renormalised_over_scored_use_cases():
+    card = score(mixed_instance())
     assert [
         card.measures["license_utilization"].color,
         card.use_cases["scm"].color,
@@ -752,14 +721,7 @@ def test_red_sentiment_forces_red_overall_despite_green_product_usage():
 def test_non_red_sentiment_leaves_the_overall_colour_to_the_bands():
     # Product usage 57.8 (see above) and Green sentiment 88 → 67.87, Yellow.
     card = score(
-        instance(
-            version="15.1.0-ee",
-            plan="premium",
-            billable_users=400,
-            licensed_seats=1000,
-            git_operation_users=200,
-            ci_builds_l28=4000,
-        ),
+        mixed_instance(),
         sentiment="Green",
         sentiment_date=AS_OF,
     )
@@ -857,28 +819,11 @@ def test_api_health_payload_shape_and_types():
         sentiment_date=AS_OF,
     )
     payload = api_health_payload(card, crm_account_id="0016000000ABC")
-    assert list(payload) == [
-        "crm_account_id",
-        "as_of",
-        "scheme",
-        "measures",
-        "health_score_value",
-        "adoption_count",
-    ]
+    assert list(payload) == HEALTH_API_FIELDS
     assert payload["crm_account_id"] == "0016000000ABC"
     assert payload["as_of"] == (AS_OF - timedelta(days=7)).isoformat()
     assert payload["scheme"] == "gitlab-handbook-2025@1"
-    assert list(payload["measures"]) == [
-        "license_utilization",
-        "user_engagement",
-        "scm",
-        "ci",
-        "cd",
-        "devsecops",
-        "overall_product_usage",
-        "csm_sentiment",
-        "overall_health",
-    ]
+    assert list(payload["measures"]) == HEALTH_API_MEASURES
     for measure in payload["measures"].values():
         assert list(measure) == ["color", "value", "reason"]
         assert measure["color"] in {"Red", "Yellow", "Green", "NA"}

@@ -8,8 +8,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from instances.models import Instance, MonthlyUsage
-from scoring.methodology import Scorecard, score_company
+from scoring.methodology import score_company
 from scoring.models import MonthlyScore, SchemeChange, ScoreSnapshot
+from scoring.scorecard import Scorecard
 from scoring.services import (
     active_scheme,
     companies_refresh,
@@ -34,12 +35,7 @@ def current(company):
 
 
 def test_seed_example_200_licenses_80_users_after_9_months_is_40_percent_red(account):
-    store_ping(
-        account,
-        recorded_at=timezone.now() - dt.timedelta(days=1),
-        metrics={"billable_users": 80},
-        refresh=False,
-    )
+    store_ping(account, days_ago=1, metrics={"billable_users": 80}, refresh=False)
     companies_refresh(company_ids=[account.company_id], reason="test")
     snap = current(account.company)
     assert snap.license_utilization == pytest.approx(0.40)
@@ -53,16 +49,11 @@ def test_seed_example_200_licenses_80_users_after_9_months_is_40_percent_red(acc
 
 
 def test_unchanged_inputs_write_no_new_snapshot_and_a_new_ping_does(account):
-    store_ping(account, recorded_at=timezone.now() - dt.timedelta(days=8), refresh=False)
+    store_ping(account, days_ago=8, refresh=False)
     assert companies_refresh(company_ids=[account.company_id]) == 1
     assert companies_refresh(company_ids=[account.company_id]) == 0
     first = current(account.company)
-    store_ping(
-        account,
-        recorded_at=timezone.now() - dt.timedelta(days=1),
-        metrics={"billable_users": 150},
-        refresh=False,
-    )
+    store_ping(account, days_ago=1, metrics={"billable_users": 150}, refresh=False)
     assert companies_refresh(company_ids=[account.company_id], reason="new ping") == 1
     latest = current(account.company)
     assert latest.pk != first.pk and latest.license_utilization == pytest.approx(0.75)
@@ -74,12 +65,7 @@ def test_unchanged_inputs_write_no_new_snapshot_and_a_new_ping_does(account):
 def test_red_sentiment_forces_overall_red(account, csm):
     from accounts.services import sentiment_set
 
-    store_ping(
-        account,
-        recorded_at=timezone.now() - dt.timedelta(days=1),
-        metrics={"billable_users": 190},
-        refresh=False,
-    )
+    store_ping(account, days_ago=1, metrics={"billable_users": 190}, refresh=False)
     companies_refresh(company_ids=[account.company_id])
     assert current(account.company).overall_color != "Red"
     sentiment_set(company=account.company, sentiment="Red", note="escalation", by=csm)
@@ -88,7 +74,7 @@ def test_red_sentiment_forces_overall_red(account, csm):
 
 
 def test_snapshot_matches_the_pure_engine(account):
-    store_ping(account, recorded_at=timezone.now() - dt.timedelta(days=3), refresh=False)
+    store_ping(account, days_ago=3, refresh=False)
     companies_refresh(company_ids=[account.company_id])
     today = timezone.now().date()
     expected = score_company(
@@ -125,7 +111,7 @@ def test_scheme_change_is_recorded_and_rebuilds_history(account):
     for days in (70, 40, 10):
         store_ping(
             account,
-            recorded_at=timezone.now() - dt.timedelta(days=days),
+            days_ago=days,
             metrics={"billable_users": 100, "git_operation_users": 20},
             refresh=False,
         )
@@ -231,7 +217,7 @@ def test_instance_moving_company_rescores_both(django_capture_on_commit_callback
 
     a, b = SubscriptionFactory(), SubscriptionFactory()
     inst = InstanceFactory(subscription=a, company=a.company)
-    store_ping(inst, recorded_at=timezone.now() - dt.timedelta(days=40), refresh=False)
+    store_ping(inst, days_ago=40, refresh=False)
     companies_refresh(company_ids=[a.company_id])
     assert MonthlyScore.objects.filter(company=a.company).exists()
     calls = []

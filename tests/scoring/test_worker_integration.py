@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -25,6 +27,23 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def worker_command() -> list[str]:
+    """The Procfile's ``worker`` line with one process, beat embedded (``-B``) and no chatter."""
+    line = next(
+        line.removeprefix("worker:")
+        for line in (ROOT / "Procfile").read_text().splitlines()
+        if line.startswith("worker:")
+    )
+    # ${NAME:-default} as a shell expands it, with a single worker process.
+    line = re.sub(
+        r"\$\{(\w+):-([^}]*)\}", lambda m: {"WORKER_CONCURRENCY": "1"}.get(m[1], m[2]), line
+    )
+    words = shlex.split(line)
+    assert words[:4] == ["celery", "-A", "usage_portal", "worker"], words
+    assert "--concurrency" in words and not any("$" in word for word in words), words
+    return [sys.executable, "-m", *words, "-B", "--without-mingle", "--without-gossip"]
+
+
 class Worker:
     """``celery worker -B`` in a subprocess, on the test database and the test Redis."""
 
@@ -43,25 +62,8 @@ class Worker:
             "LABEL_SWEEP_SECONDS": "2",
             "VAR_DIR": str(self.tmp_path),
         }
-        cmd = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "usage_portal",
-            "worker",
-            "-B",
-            "--queues",
-            "ingest,scoring",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "INFO",
-            "--without-mingle",
-            "--without-gossip",
-        ]
         self.proc = subprocess.Popen(
-            cmd,
+            worker_command(),
             cwd=ROOT,
             env=env,
             stdout=self.log.open("ab"),
@@ -112,14 +114,16 @@ def worker(broker, tmp_path):
 def account():
     sub = SubscriptionFactory(licensed_seats=100)
     inst = InstanceFactory(subscription=sub, company=sub.company, instance_type="unknown")
-    store_ping(
-        inst,
-        recorded_at=timezone.now() - dt.timedelta(days=1),
-        metrics={"billable_users": 60},
-        refresh=False,
-    )
+    store_ping(inst, days_ago=1, metrics={"billable_users": 60}, refresh=False)
     companies_refresh(company_ids=[sub.company_id])
     return inst
+
+
+def relabel(instance, value: str, *, by, delay: dt.timedelta) -> LabelChange:
+    """Ask for ``instance`` to become ``value``, effective after ``delay``."""
+    return label_change_request(
+        instance=instance, field="instance_type", value=value, by=by, delay=delay
+    )
 
 
 def lu(instance) -> float | None:
@@ -142,9 +146,7 @@ def test_label_change_is_invisible_before_its_effective_time_and_visible_after(
 ):
     worker.start()
     delay = dt.timedelta(seconds=5)
-    change = label_change_request(
-        instance=account, field="instance_type", value="production", by=csm, delay=delay
-    )
+    change = relabel(account, "production", by=csm, delay=delay)
     assert lu(account) is None
     time.sleep(3)
     assert lu(account) is None, "applied before its effective time"
@@ -157,13 +159,7 @@ def test_label_change_is_invisible_before_its_effective_time_and_visible_after(
 
 
 def test_change_due_while_the_worker_was_down_applies_when_it_starts(account, worker, csm):
-    change = label_change_request(
-        instance=account,
-        field="instance_type",
-        value="production",
-        by=csm,
-        delay=dt.timedelta(seconds=1),
-    )
+    change = relabel(account, "production", by=csm, delay=dt.timedelta(seconds=1))
     time.sleep(3)  # effective time passes with no worker running
     assert LabelChange.objects.get(pk=change.pk).status == "pending"
     worker.start()
@@ -174,20 +170,8 @@ def test_change_due_while_the_worker_was_down_applies_when_it_starts(account, wo
 
 def test_superseded_change_never_applies(account, worker, csm):
     worker.start()
-    first = label_change_request(
-        instance=account,
-        field="instance_type",
-        value="production",
-        by=csm,
-        delay=dt.timedelta(seconds=2),
-    )
-    second = label_change_request(
-        instance=account,
-        field="instance_type",
-        value="obsolete",
-        by=csm,
-        delay=dt.timedelta(hours=1),
-    )
+    first = relabel(account, "production", by=csm, delay=dt.timedelta(seconds=2))
+    second = relabel(account, "obsolete", by=csm, delay=dt.timedelta(hours=1))
     time.sleep(6)  # first's task fires and the sweep runs, twice
     first.refresh_from_db()
     assert first.status == "superseded" and first.applied_at is None

@@ -1,8 +1,8 @@
 """Generated books of business: the demo book and the benchmark's load book.
 
 - ``shapes``: what both books share, pure data: the company, subscription, instance and login
-  specs, the naming, identity and label rules, the subscription builder, the version timeline and
-  the usage profile behind every weekly figure.
+  specs, the naming, identity and label rules, the subscription, instance and namespace builders,
+  the version timeline and the usage profile behind every weekly figure.
 - ``payloads``: Service Ping payloads in GitLab's own format, version by version.
 - ``demo``: the 48-account demo book that covers every case the product shows (pure data);
   ``seed`` stores it through the real CRM import, ping ingest and labeling paths

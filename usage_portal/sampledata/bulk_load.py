@@ -17,10 +17,11 @@ from __future__ import annotations
 import random
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.apps import apps
 from django.contrib.auth import get_user_model
@@ -92,19 +93,15 @@ class LoadSummary:
 
 def load_book_generate(
     *,
-    companies: int,
-    weeks: int,
-    namespaces: int | None,
-    csms: int,
-    end: date | None,
-    seed: int,
+    layout: Mapping[str, Any],
     password: str,
     reset: bool = False,
     scores: bool = True,
     history: bool = False,
     report: Callable[[str], None],
 ) -> LoadSummary:
-    """Lay out a load book and store it, with its logins (all with ``password``) and scores.
+    """Lay out a load book (``build_load_book(**layout)``) and store it, with its logins (all
+    with ``password``) and scores.
 
     Raises ``LoadRefused`` when the database already holds companies and ``reset`` is False (with
     ``reset`` everything of the portal's apps, and every user, is replaced), or when the role groups
@@ -116,14 +113,7 @@ def load_book_generate(
         )
     phase = Phases(report)
     with phase("layout"):
-        book = build_load_book(
-            companies=companies,
-            weeks=weeks,
-            namespaces=namespaces,
-            csms=csms,
-            end=end,
-            seed=seed,
-        )
+        book = build_load_book(**layout)
     report(
         f"{len(book.companies):,} companies, {len(book.subscriptions):,} subscriptions, "
         f"{sum(s.kind == 'self-managed' for s in book.instances):,} self-managed instances, "
@@ -197,17 +187,7 @@ def _users(book: LoadBook, password: str) -> dict:
     hashed = make_password(password)
     people = book.people()
     created = User.objects.bulk_create(
-        [
-            User(
-                username=p.username,
-                first_name=p.first_name,
-                last_name=p.last_name,
-                email=p.email,
-                is_staff=p.is_staff,
-                password=hashed,
-            )
-            for p in people
-        ]
+        [User(username=p.username, password=hashed, **p.user_fields()) for p in people]
     )
     groups = {g.name: g for g in Group.objects.filter(name__in={"Ops", "CSM", "Viewer"})}
     if len(groups) < 3:

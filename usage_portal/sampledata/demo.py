@@ -9,41 +9,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 
-from .shapes import (
-    NAMESPACE_ID_BASE,
-    OPS,
-    PING_SEED,
-    TRENDS,
-    VIEWER,
-    Book,
-    CompanySpec,
-    InstanceSpec,
-    PersonSpec,
-    SubscriptionSpec,
-    company_spec,
-    customer_since,
-    license_md5_for,
-    license_sha256_for,
-    ping_rng,
-    plan_for,
-    slug,
-    subscription_spec,
-    trial_license_md5_for,
-    upgrade_path,
-    uuid_for,
-    version_at,
-    weekly_metrics,
-)
+from . import shapes
 
 #: The demo's logins, in the order they are created.
-DEMO_PEOPLE = (
-    OPS,
-    PersonSpec("csm1", "Casey", "Morgan", "CSM"),
-    PersonSpec("csm2", "Sam", "Rivera", "CSM"),
-    PersonSpec("csm3", "Jordan", "Lee", "CSM"),
-    VIEWER,
+DEMO_PEOPLE = shapes.logins(
+    shapes.PersonSpec("csm1", "Casey", "Morgan", "CSM"),
+    shapes.PersonSpec("csm2", "Sam", "Rivera", "CSM"),
+    shapes.PersonSpec("csm3", "Jordan", "Lee", "CSM"),
 )
 DEMO_CSMS = tuple(p.username for p in DEMO_PEOPLE if p.role == "CSM")
 
@@ -55,116 +29,75 @@ def build_book(
     end: date | None = None,
     seed: int = 7,
     csms: tuple[str, ...] = DEMO_CSMS,
-) -> Book:
+) -> shapes.Book:
     """A book whose shape covers every case the product must show (see ``seed_demo``)."""
     rng = random.Random(seed)
-    end = end or date.today()
-    start = end - timedelta(weeks=weeks - 1)
-    comp_specs, sub_specs, inst_specs = [], [], []
+    book = shapes.Book([], [], [], weeks, end or date.today())
     for i in range(companies):
         # Most accounts are years old; every 13th is a new customer ("too early to score").
-        since = customer_since(rng, new=i % 13 == 12, start=start, end=end, max_days=900)
-        company = company_spec(
+        since = shapes.customer_since(
+            rng, new=i % 13 == 12, start=book.start, end=book.end, max_days=900
+        )
+        company = shapes.company_spec(
             i,
             crm_account_id=f"0016100000{i:06d}",
             csms=csms,
             since=since,
-            trend=TRENDS[i % 3],
+            trend=shapes.TRENDS[i % 3],
             sentiment_turn=i,
         )
-        comp_specs.append(company)
+        book.companies.append(company)
 
-        saas = i % 7 == 3
+        deployment = "saas" if i % 7 == 3 else "self-managed"
         seats = rng.choice((25, 50, 100, 200, 250, 500, 1000, 2500))
-        sub = subscription_spec(
-            rng,
-            name=f"A-S{10000000 + i * 10:08d}",
-            company=company,
-            plan=plan_for(i),
-            seats=seats,
-            deployment="saas" if saas else "self-managed",
-            start=start,
-            end=end,
+        sub = book.add_subscription(
+            rng, company, 10000000 + i * 10, shapes.plan_for(i), seats, deployment
         )
-        sub_specs.append(sub)
-        inst_specs.extend(_instances_for(rng, i, company, sub, weeks))
-    return Book(comp_specs, sub_specs, inst_specs, weeks, end)
+        book.instances.extend(_instances_for(rng, i, company, sub, weeks))
+    return book
 
 
 def _instances_for(
-    rng: random.Random, i: int, company: CompanySpec, sub: SubscriptionSpec, weeks: int
-) -> list[InstanceSpec]:
-    name = slug(company.name)
+    rng: random.Random,
+    i: int,
+    company: shapes.CompanySpec,
+    sub: shapes.SubscriptionSpec,
+    weeks: int,
+) -> list[shapes.InstanceSpec]:
     if sub.deployment == "saas":
-        return [
-            InstanceSpec(
-                company=company,
-                subscription=sub,
-                kind="saas",
-                label="production",
-                namespace_id=NAMESPACE_ID_BASE + i,
-                namespace_path=name,
-            )
-        ]
+        return [shapes.namespace_spec(shapes.InstanceSpec, company, sub, i)]
 
-    def sm(n: int, label: str, **kw) -> InstanceSpec:
-        key = license_md5_for(company.crm_account_id)
-        spec = InstanceSpec(
-            company=company,
-            subscription=sub,
-            kind="self-managed",
-            label=label,
-            uuid=uuid_for(company.crm_account_id, n),
-            hostname=kw.pop("hostname", f"gitlab{'' if n == 0 else n}.{name}.example.com"),
-            # The default path is drawn even when ``versions`` is given: the book depends on it.
-            versions=kw.pop("versions", upgrade_path(rng, rng.randint(0, 8))),
-            license_md5=key,
-            license_sha256=license_sha256_for(key),
+    def sm(n: int, label: str, host: str, **fields) -> shapes.InstanceSpec:
+        # The default path is drawn even when ``versions`` is given: the book depends on it.
+        versions = fields.pop("versions", shapes.upgrade_path(rng, rng.randint(0, 8)))
+        return shapes.self_managed_spec(
+            shapes.InstanceSpec, company, sub, n, label, host, versions, **fields
         )
-        for attr, value in kw.items():
-            setattr(spec, attr, value)
-        return spec
 
-    out = [sm(0, "production", usage_share=0.6 if i == 0 else 1.0)]
+    out = [sm(0, "production", "gitlab", usage_share=0.6 if i == 0 else 1.0)]
     if i % 4 == 0:
-        out.append(
-            sm(1, "non_production", hostname=f"staging.{name}.example.com", usage_share=0.08)
-        )
+        out.append(sm(1, "non_production", "staging", usage_share=0.08))
     if i % 6 == 1:
+        # Unknown: a CSM must label it. Not before the book's first week, however short the book.
         out.append(
-            sm(
-                2,
-                "",
-                hostname=f"gitlab-dr.{name}.example.com",
-                usage_share=0.15,
-                # Not before the book's first week, however short the book.
-                first_week=max(0, weeks - rng.randint(3, 30)),
-            )
-        )  # Unknown: a CSM must label it
+            sm(2, "", "gitlab-dr", usage_share=0.15, first_week=max(0, weeks - rng.randint(3, 30)))
+        )
     if i % 9 == 2:
         out.append(
             sm(
                 3,
                 "obsolete",
-                hostname=f"old-gitlab.{name}.example.com",
+                "old-gitlab",
                 usage_share=0.3,
                 stop_weeks_ago=rng.randint(12, 40),
                 versions=("14.10.5-ee", "15.3.2-ee"),
             )
         )
     if i % 10 == 5:
-        out.append(sm(4, "geo_secondary", hostname=f"geo.{name}.example.com", usage_share=0.0))
+        out.append(sm(4, "geo_secondary", "geo", usage_share=0.0))
     if i == 0:  # several Production instances on one account (needs the Opt-Out workflow)
-        out.append(sm(5, "production", hostname=f"gitlab-eu.{name}.example.com", usage_share=0.4))
-        out.append(
-            sm(
-                6,
-                "production",
-                hostname=f"gitlab-apac.{name}.example.com",
-                usage_share=0.2,
-                opt_out=True,
-            )
-        )
+        out.append(sm(5, "production", "gitlab-eu", usage_share=0.4))
+        out.append(sm(6, "production", "gitlab-apac", usage_share=0.2, opt_out=True))
     if i == 2:  # a legacy instance that never upgraded past 13.x: no billable users
         out[0].versions = ("13.10.3-ee", "13.12.15-ee")
         out[0].sends_subscription_id = False  # mapped through the md5 mapping file
@@ -173,19 +106,7 @@ def _instances_for(
     if i == 8:  # 17.5+: counts.ci_builds is gone
         out[0].versions = ("17.2.1-ee", "17.6.2-ee")
     if i == 6:  # a license nobody has mapped yet: kept, shown under Data quality
-        out.append(
-            sm(
-                7,
-                "",
-                hostname=f"lab.{name}.example.com",
-                usage_share=0.1,
-                sends_subscription_id=False,
-                unmapped=True,
-                license_md5=trial_license_md5_for(company.crm_account_id),
-                license_sha256=None,
-                versions=("15.1.0-ee",),
-            )
-        )
+        out.append(sm(7, "", "lab", **shapes.unmapped_trial(company)))
     if i == 9:  # this account's only instance went quiet 10 weeks ago
         out[0].stop_weeks_ago = 10
     if i % 6 == 1 and i > 20:  # Unknown-only instance on a subscription (labeling rule 2)
@@ -193,14 +114,14 @@ def _instances_for(
     return out
 
 
-def iter_ping_kwargs(book: Book, spec: InstanceSpec) -> Iterator[dict]:
+def iter_ping_kwargs(book: shapes.Book, spec: shapes.InstanceSpec) -> Iterator[dict]:
     """``build_payload`` keyword arguments for every weekly ping this instance sends."""
-    rng = ping_rng(spec)
+    rng = shapes.ping_rng(spec)
     dates = book.week_dates()
     hour = rng.randint(0, 23)
     for week in book.weeks_of(spec):
         recorded_at = datetime.combine(dates[week], time(hour, rng.randint(0, 59)), tzinfo=UTC)
-        version = version_at(spec, week, book.weeks)
+        version = shapes.version_at(spec, week, book.weeks)
         sub = spec.subscription
         yield {
             "uuid": spec.uuid,
@@ -215,16 +136,16 @@ def iter_ping_kwargs(book: Book, spec: InstanceSpec) -> Iterator[dict]:
             "licensee_company": spec.company.name,
             "starts_at": sub.start_date,
             "expires_at": sub.end_date,
-            "metrics": weekly_metrics(spec, week, book.weeks, rng),
+            "metrics": shapes.weekly_metrics(spec, week, book.weeks, rng),
         }
 
 
-def iter_saas_rows(book: Book, spec: InstanceSpec) -> Iterator[dict]:
+def iter_saas_rows(book: shapes.Book, spec: shapes.InstanceSpec) -> Iterator[dict]:
     """Rows of the weekly SaaS namespace export for one namespace."""
-    rng = random.Random(f"{PING_SEED}|saas|{spec.namespace_id}")
+    rng = random.Random(f"{shapes.PING_SEED}|saas|{spec.namespace_id}")
     dates = book.week_dates()
     for week in book.weeks_of(spec):
-        metrics = weekly_metrics(spec, week, book.weeks, rng)
+        metrics = shapes.weekly_metrics(spec, week, book.weeks, rng)
         row = {
             "namespace_id": spec.namespace_id,
             "namespace_path": spec.namespace_path,

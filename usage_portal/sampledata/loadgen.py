@@ -28,10 +28,7 @@ from instances.versions import parse_version, sort_key
 
 from .payloads import EDITIONS, key_path_available
 from .shapes import (
-    NAMESPACE_ID_BASE,
-    OPS,
     TRENDS,
-    VIEWER,
     Book,
     CompanySpec,
     InstanceSpec,
@@ -41,13 +38,13 @@ from .shapes import (
     customer_since,
     license_md5_for,
     license_sha256_for,
+    logins,
+    namespace_spec,
     ping_rng,
     plan_for,
-    slug,
-    subscription_spec,
-    trial_license_md5_for,
+    self_managed_spec,
+    unmapped_trial,
     upgrade_path,
-    uuid_for,
     version_at,
     weekly_metrics,
 )
@@ -127,10 +124,11 @@ class LoadBook(Book):
     csms: tuple[str, ...] = ()
     ping_count: int = 0
 
-    def people(self) -> list[PersonSpec]:
+    def people(self) -> tuple[PersonSpec, ...]:
         """The logins, in the order they are created: ops, csm1..csmN, viewer."""
-        csms = [PersonSpec(name, "Casey", f"Morgan {name[3:]}", "CSM") for name in self.csms]
-        return [OPS, *csms, VIEWER]
+        return logins(
+            *(PersonSpec(name, "Casey", f"Morgan {name[3:]}", "CSM") for name in self.csms)
+        )
 
     def ping_time(self, spec: LoadInstance, week: int) -> datetime:
         day = self.week_dates()[week]
@@ -174,7 +172,6 @@ def build_load_book(
     """
     rng = random.Random(seed)
     end = end or (datetime.now(UTC).date() - timedelta(days=1))
-    start = end - timedelta(weeks=weeks - 1)
     namespaces = round(companies * 0.4) if namespaces is None else namespaces
     csm_names = tuple(f"csm{n}" for n in range(1, max(csms, 1) + 1))
     owners: dict[int, int] = {}  # company index -> how many namespaces it owns
@@ -183,14 +180,11 @@ def build_load_book(
         owners[owner] = owners.get(owner, 0) + 1
     owner_rank = {owner: rank for rank, owner in enumerate(sorted(owners))}
 
-    comp_specs: list[CompanySpec] = []
-    sub_specs: list[SubscriptionSpec] = []
-    licenses: dict[str, LicenseSpec] = {}
-    inst_specs: list[LoadInstance] = []
+    book = LoadBook([], [], [], weeks, end, csms=csm_names)
     next_namespace = 0
     for i in range(companies):
         new_customer = i % 50 == 49
-        since = customer_since(rng, new=new_customer, start=start, end=end, max_days=1500)
+        since = customer_since(rng, new=new_customer, start=book.start, end=end, max_days=1500)
         company = company_spec(
             i,
             crm_account_id=f"0017{i:011d}",
@@ -199,7 +193,7 @@ def build_load_book(
             trend=TRENDS[(i // 4) % 3],
             sentiment_turn=i // 5,
         )
-        comp_specs.append(company)
+        book.companies.append(company)
 
         n_namespaces = owners.get(i, 0)
         saas_only = n_namespaces > 0 and owner_rank[i] % 10 == 3
@@ -209,74 +203,49 @@ def build_load_book(
             seats = 20000
         plan = plan_for(i)
         first_week = weeks - rng.randint(3, 7) if new_customer else 0
+        number = 20000000 + i * 10  # of the self-managed subscription; its namespaces' follow
 
         if not saas_only:
-            sub = subscription_spec(
-                rng,
-                name=f"A-S{20000000 + i * 10:08d}",
-                company=company,
-                plan=plan,
-                seats=seats,
-                deployment="self-managed",
-                start=start,
-                end=end,
-            )
-            sub_specs.append(sub)
+            sub = book.add_subscription(rng, company, number, plan, seats, "self-managed")
             if not no_instances:
-                inst_specs.extend(
-                    _self_managed(rng, i, company, sub, licenses, weeks, first_week, inst_specs)
-                )
+                book.instances.extend(_self_managed(rng, i, company, sub, book, first_week))
         for k in range(n_namespaces):
             ns_seats = seats if saas_only else rng.choice((10, 25, 50, 100, 200))
-            sub = subscription_spec(
-                rng,
-                name=f"A-S{20000000 + i * 10 + 1 + k:08d}",
-                company=company,
-                plan=plan,
-                seats=ns_seats,
-                deployment="saas",
-                start=start,
-                end=end,
-            )
-            sub_specs.append(sub)
-            path = slug(company.name)
-            spec = LoadInstance(
-                company=company,
-                subscription=sub,
-                kind="saas",
-                label="production",
-                namespace_id=NAMESPACE_ID_BASE + next_namespace,
-                namespace_path=f"{path}-{k}" if k else path,
-                versions=("",),
-                usage_share=1.0,
-                first_week=max(first_week, rng.choice((0, 0, 0, rng.randint(0, weeks // 2)))),
-                index=len(inst_specs),
+            sub = book.add_subscription(rng, company, number + 1 + k, plan, ns_seats, "saas")
+            late = rng.choice((0, 0, 0, rng.randint(0, weeks // 2)))
+            book.instances.append(
+                namespace_spec(
+                    LoadInstance,
+                    company,
+                    sub,
+                    next_namespace,
+                    k,
+                    versions=("",),
+                    first_week=max(first_week, late),
+                    index=len(book.instances),
+                )
             )
             next_namespace += 1
-            inst_specs.append(spec)
 
-    for spec in inst_specs:  # every instance exists because it pinged at least once
+    for spec in book.instances:  # every instance exists because it pinged at least once
         spec.first_week = min(spec.first_week, weeks - 1)
         spec.stop_weeks_ago = min(spec.stop_weeks_ago, weeks - spec.first_week - 1)
-    book = LoadBook(
-        companies=comp_specs,
-        subscriptions=sub_specs,
-        instances=inst_specs,
-        weeks=weeks,
-        end=end,
-        licenses=licenses,
-        csms=csm_names,
-    )
     _pending_edits(book, rng)
-    book.ping_count = sum(len(book.weeks_of(s)) for s in inst_specs)
+    book.ping_count = sum(len(book.weeks_of(s)) for s in book.instances)
     return book
 
 
-def _self_managed(rng, i, company, sub, licenses, weeks, first_week, so_far) -> list:
-    name = slug(company.name)
+def _self_managed(
+    rng: random.Random,
+    i: int,
+    company: CompanySpec,
+    sub: SubscriptionSpec,
+    book: LoadBook,
+    first_week: int,
+) -> list[LoadInstance]:
     key = license_md5_for(company.crm_account_id)
     sends_subscription_id = i % 10 != 7  # else mapped through GitLab's md5 mapping file
-    licenses[key] = LicenseSpec(
+    book.licenses[key] = LicenseSpec(
         key=key,
         md5=key,
         sha256=license_sha256_for(key),
@@ -291,32 +260,24 @@ def _self_managed(rng, i, company, sub, licenses, weeks, first_week, so_far) -> 
     major = rng.choices(_MAJORS, _MAJOR_WEIGHTS)[0]
     out: list[LoadInstance] = []
 
-    def add(n: int, label: str, hostname: str, **kw) -> LoadInstance:
-        spec_major = kw.pop("major", major)
+    def add(n: int, label: str, host: str, **fields) -> LoadInstance:
+        spec_major = fields.pop("major", major)
         start_minor = rng.randint(0, 6 if spec_major == 17 else 9)
-        spec = LoadInstance(
-            company=company,
-            subscription=sub,
-            kind="self-managed",
-            label=label,
-            uuid=uuid_for(company.crm_account_id, n),
-            hostname=hostname,
-            versions=kw.pop("versions", None) or upgrade_path(rng, start_minor, spec_major),
-            license_md5=key,
-            license_sha256=licenses[key].sha256,
-            license_key=key,
-            sends_subscription_id=sends_subscription_id,
-            first_week=first_week,
-            index=len(so_far) + len(out),
-            hour=rng.randint(0, 23),
-            minute=rng.randint(0, 59),
-        )
-        for attr, value in kw.items():
-            setattr(spec, attr, value)
+        versions = fields.pop("versions", None) or upgrade_path(rng, start_minor, spec_major)
+        fields = {
+            "license_key": key,
+            "sends_subscription_id": sends_subscription_id,
+            "first_week": first_week,
+            "index": len(book.instances) + len(out),
+            "hour": rng.randint(0, 23),
+            "minute": rng.randint(0, 59),
+            **fields,
+        }
+        spec = self_managed_spec(LoadInstance, company, sub, n, label, host, versions, **fields)
         out.append(spec)
         return spec
 
-    prod = add(0, "production", f"gitlab.{name}.example.com", usage_share=1.0)
+    prod = add(0, "production", "gitlab", usage_share=1.0)
     if company.segment not in CSM_OWNED_SEGMENTS:
         if i % 6 == 1:
             prod.label = ""  # Unknown: labeling rule 2 (the only instance on its subscription)
@@ -331,52 +292,42 @@ def _self_managed(rng, i, company, sub, licenses, weeks, first_week, so_far) -> 
             add(
                 n,
                 "non_production",
-                f"{('staging', 'dev', 'test', 'qa')[n % 4]}{n}.{name}.example.com",
+                f"{('staging', 'dev', 'test', 'qa')[n % 4]}{n}",
                 usage_share=round(rng.uniform(0.02, 0.12), 3),
             )
         elif kind == "unknown":
             add(
                 n,
                 "",
-                f"gitlab-{n}.{name}.example.com",
+                f"gitlab-{n}",
                 usage_share=round(rng.uniform(0.05, 0.4), 3),
-                first_week=max(first_week, weeks - rng.randint(3, 30)),
+                first_week=max(first_week, book.weeks - rng.randint(3, 30)),
             )
         elif kind == "obsolete":
             add(
                 n,
                 "obsolete",
-                f"old-gitlab{n}.{name}.example.com",
+                f"old-gitlab{n}",
                 usage_share=0.3,
                 stop_weeks_ago=rng.randint(12, 40),
                 major=max(13, major - 2),
             )
         elif kind == "geo_secondary":
-            add(n, "geo_secondary", f"geo{n}.{name}.example.com", usage_share=0.0)
+            add(n, "geo_secondary", f"geo{n}", usage_share=0.0)
         else:
             productions += 1
             add(
                 n,
                 "production",
-                f"gitlab-{('eu', 'apac', 'us', 'latam')[n % 4]}{n}.{name}.example.com",
+                f"gitlab-{('eu', 'apac', 'us', 'latam')[n % 4]}{n}",
                 usage_share=round(rng.uniform(0.1, 0.5), 3),
                 opt_out=productions == 2 and rng.random() < 0.5,
             )
     if i % 97 == 6:  # a trial license nobody mapped: its pings wait under Data quality
-        trial = trial_license_md5_for(company.crm_account_id)
-        licenses[trial] = LicenseSpec(trial, trial, None, None, "", "ultimate")
-        add(
-            90,
-            "",
-            f"lab.{name}.example.com",
-            usage_share=0.1,
-            sends_subscription_id=False,
-            unmapped=True,
-            license_md5=trial,
-            license_sha256=None,
-            license_key=trial,
-            versions=("15.1.0-ee",),
-        )
+        trial = unmapped_trial(company)
+        trial_key = trial["license_md5"]
+        book.licenses[trial_key] = LicenseSpec(trial_key, trial_key, None, None, "", "ultimate")
+        add(90, "", "lab", license_key=trial_key, **trial)
     return out
 
 

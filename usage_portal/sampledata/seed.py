@@ -70,13 +70,7 @@ def _users(password: str) -> dict:
     users = {}
     for person in DEMO_PEOPLE:
         user, _ = User.objects.update_or_create(
-            username=person.username,
-            defaults={
-                "first_name": person.first_name,
-                "last_name": person.last_name,
-                "is_staff": person.is_staff,
-                "email": person.email,
-            },
+            username=person.username, defaults=person.user_fields()
         )
         user.set_password(password)
         user.save()

@@ -1,11 +1,11 @@
 """What the demo book and the load book share: the shapes of their rows, the rules that fill them.
 
 Pure data (no database): the company, subscription and instance specs, the people who log in,
-the naming and identity rules (names, CSMs, plans, license hashes, uuids, slugs), the subscription
-builder, the version timeline an instance upgrades through, and the usage profile that turns an
-instance's week into plausible L28 and all-time figures. ``demo`` lays out the 48-account demo
-book with these and ``loadgen`` a benchmark book of any size, so both show the same variety and the
-scoring engine sees the same distributions in either.
+the naming and identity rules (names, CSMs, plans, license hashes, uuids, slugs, hostnames), the
+subscription, instance and namespace builders, the version timeline an instance upgrades through,
+and the usage profile that turns an instance's week into plausible L28 and all-time figures.
+``demo`` lays out the 48-account demo book with these and ``loadgen`` a benchmark book of any
+size, so both show the same variety and the scoring engine sees the same distributions in either.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import TypeVar
 
 from accounts.models import CSM_OWNED_SEGMENTS
 from instances.metrics import METRIC_NAMES, SCAN_METRICS
@@ -99,9 +100,20 @@ class PersonSpec:
     def email(self) -> str:
         return f"{self.username}@example.com"
 
+    def user_fields(self) -> dict[str, object]:
+        """The fields of its user besides ``username`` and the password."""
+        return {
+            name: getattr(self, name) for name in ("first_name", "last_name", "email", "is_staff")
+        }
+
 
 OPS = PersonSpec("ops", "Olivia", "Ops", "Ops", is_staff=True)
 VIEWER = PersonSpec("viewer", "Vic", "Sales", "Viewer")
+
+
+def logins(*csms: PersonSpec) -> tuple[PersonSpec, ...]:
+    """A book's logins, in the order they are created: ops, the CSMs, viewer."""
+    return (OPS, *csms, VIEWER)
 
 
 @dataclass
@@ -169,9 +181,38 @@ class Book:
             ]
         return self._dates
 
+    @property
+    def start(self) -> date:
+        """The date of the oldest ping."""
+        return self.end - timedelta(weeks=self.weeks - 1)
+
     def weeks_of(self, spec: InstanceSpec) -> range:
         """The weeks in which ``spec`` pings."""
         return range(spec.first_week, self.weeks - spec.stop_weeks_ago)
+
+    def add_subscription(
+        self,
+        rng: random.Random,
+        company: CompanySpec,
+        number: int,
+        plan: str,
+        seats: int,
+        deployment: str,
+    ) -> SubscriptionSpec:
+        """Subscription ``A-S<number>`` of ``company``, through the book's period and a while past
+        it (drawn from ``rng``)."""
+        sub = SubscriptionSpec(
+            name=f"A-S{number:08d}",
+            crm_account_id=company.crm_account_id,
+            plan=plan,
+            licensed_seats=seats,
+            start_date=max(company.customer_since, self.start - timedelta(days=30)),
+            end_date=self.end + timedelta(days=rng.randint(60, 400)),
+            deployment=deployment,
+            arr=seats * ARR_PER_SEAT[plan],
+        )
+        self.subscriptions.append(sub)
+        return sub
 
 
 # --------------------------------------------------------------------------------------------------
@@ -224,30 +265,6 @@ def plan_for(i: int) -> str:
     return "ultimate" if i % 3 != 1 else "premium"
 
 
-def subscription_spec(
-    rng: random.Random,
-    *,
-    name: str,
-    company: CompanySpec,
-    plan: str,
-    seats: int,
-    deployment: str,
-    start: date,
-    end: date,
-) -> SubscriptionSpec:
-    """A subscription of ``company`` running through the book's period and a while past it."""
-    return SubscriptionSpec(
-        name=name,
-        crm_account_id=company.crm_account_id,
-        plan=plan,
-        licensed_seats=seats,
-        start_date=max(company.customer_since, start - timedelta(days=30)),
-        end_date=end + timedelta(days=rng.randint(60, 400)),
-        deployment=deployment,
-        arr=seats * ARR_PER_SEAT[plan],
-    )
-
-
 # --------------------------------------------------------------------------------------------------
 # Identities and labels
 
@@ -275,9 +292,72 @@ def trial_license_md5_for(crm_account_id: str) -> str:
     return hex_digest(crm_account_id, "trial-license")
 
 
+def unmapped_trial(company: CompanySpec) -> dict[str, object]:
+    """The instance fields of a lab on a trial license nobody has mapped to a subscription: its
+    pings are kept, waiting under Data quality."""
+    return {
+        "usage_share": 0.1,
+        "sends_subscription_id": False,
+        "unmapped": True,
+        "license_md5": trial_license_md5_for(company.crm_account_id),
+        "license_sha256": None,
+        "versions": ("15.1.0-ee",),
+    }
+
+
 def slug(name: str) -> str:
     """A company name as a hostname or namespace path part: "Acme Robotics" → "acme-robotics"."""
     return name.lower().replace(" ", "-")
+
+
+Spec = TypeVar("Spec", bound=InstanceSpec)
+
+
+def self_managed_spec(
+    cls: type[Spec],
+    company: CompanySpec,
+    sub: SubscriptionSpec,
+    n: int,
+    label: str,
+    host: str,
+    versions: tuple[str, ...],
+    **fields,
+) -> Spec:
+    """The ``n``-th self-managed instance of ``company``, at ``host``.<company>.example.com.
+
+    It reports the company's license unless ``fields`` (the spec's other fields) say otherwise.
+    """
+    md5 = license_md5_for(company.crm_account_id)
+    fields = {"license_md5": md5, "license_sha256": license_sha256_for(md5), **fields}
+    return cls(
+        company=company,
+        subscription=sub,
+        kind="self-managed",
+        label=label,
+        uuid=uuid_for(company.crm_account_id, n),
+        hostname=f"{host}.{slug(company.name)}.example.com",
+        versions=versions,
+        **fields,
+    )
+
+
+def namespace_spec(
+    cls: type[Spec], company: CompanySpec, sub: SubscriptionSpec, n: int, k: int = 0, **fields
+) -> Spec:
+    """The book's ``n``-th SaaS namespace, ``company``'s ``k``-th: Production, as every namespace.
+
+    Its path is the company's slug, suffixed with ``k`` after the first.
+    """
+    path = slug(company.name)
+    return cls(
+        company=company,
+        subscription=sub,
+        kind="saas",
+        label="production",
+        namespace_id=NAMESPACE_ID_BASE + n,
+        namespace_path=f"{path}-{k}" if k else path,
+        **fields,
+    )
 
 
 def given_labels(spec: InstanceSpec) -> list[tuple[str, str]]:

@@ -16,6 +16,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from usage_portal.sampledata.bulk_load import LoadRefused, load_book_generate
 
+#: The options that lay the book out (``build_load_book``'s arguments).
+LAYOUT_OPTIONS = ("companies", "weeks", "namespaces", "csms", "end", "seed")
+
 
 class Command(BaseCommand):
     help = (
@@ -51,12 +54,7 @@ class Command(BaseCommand):
             raise CommandError("--companies and --weeks must be at least 1")
         try:
             done = load_book_generate(
-                companies=opts["companies"],
-                weeks=opts["weeks"],
-                namespaces=opts["namespaces"],
-                csms=opts["csms"],
-                end=opts["end"],
-                seed=opts["seed"],
+                layout={name: opts[name] for name in LAYOUT_OPTIONS},
                 password=os.environ.get("DEMO_PASSWORD", "demo"),
                 reset=opts["reset"],
                 scores=not opts["no_scores"],

@@ -15,8 +15,9 @@ from datetime import date, datetime
 from typing import Any
 
 from instances.models import Instance
-from scoring.methodology import MeasureResult, Scorecard, account_age_months
+from scoring.methodology import account_age_months
 from scoring.schemes import OVERALL_GROUP_LABELS, USE_CASE_LABELS, Scheme
+from scoring.scorecard import MeasureResult, Scorecard
 from usage_portal.web.c360.selectors import scheme_for
 from usage_portal.web.c360.viewmodels import (
     KIND_LABELS,

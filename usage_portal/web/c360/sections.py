@@ -25,7 +25,7 @@ from django.utils.safestring import SafeString
 
 from accounts.models import Company, SubscriptionStatus
 from instances.models import InstanceType
-from scoring.methodology import Scorecard
+from scoring.scorecard import Scorecard
 from scoring.services import active_scheme, current_scorecard
 from usage_portal.web.c360 import catalogue, charts, faq, selectors, series, viewmodels
 from usage_portal.web.c360 import datatables as tables

@@ -14,7 +14,7 @@ from datetime import date
 
 from instances.models import Instance
 from scoring.methodology import sum_or_none
-from scoring.schemes import Band, MeasureSpec, Scheme
+from scoring.schemes import METRICS, Band, MeasureSpec, Scheme
 from usage_portal.web.c360.catalogue import RatioReport, matching_measure
 from usage_portal.web.c360.charts import BandRange, Point, Series
 from usage_portal.web.c360.selectors import MonthlyHistory
@@ -23,6 +23,11 @@ from usage_portal.web.c360.viewmodels import TYPE_LABELS, measure_spec, metric_r
 
 def _label(metric: str) -> str:
     return metric_ref(metric).label
+
+
+def _reason_name(metric: str) -> str:
+    # How the engine names a metric in its NA reasons, so a computed month reads as a scored one.
+    return METRICS[metric].label
 
 
 def band_ranges(band_list: Sequence[Band]) -> tuple[BandRange, ...]:
@@ -76,9 +81,9 @@ def ratio_rows(history: MonthlyHistory, report: RatioReport) -> tuple[MeasureSpe
             )
         elif num is None or den is None:
             missing = next(m for m in report.numerator + report.denominator if totals[m] is None)
-            reason = f"{_label(missing).lower()} not reported"
+            reason = f"{_reason_name(missing)} not reported"
         elif not den:
-            reason = f"no {_label(report.denominator[0]).lower()}"
+            reason = f"no {_reason_name(report.denominator[0])}"
         value = num / den if reason is None else None
         rows.append(RatioRow(month, num, den, value, None, reason))
     return spec, rows

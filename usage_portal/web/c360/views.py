@@ -9,7 +9,7 @@ the services (``accounts.services.sentiment_set``, ``instances.labels``); forms 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import quote
 
 from django.contrib import messages
@@ -163,49 +163,61 @@ def scorecard(request: HttpRequest, pk: int) -> HttpResponse:
 
 def adoption(request: HttpRequest, pk: int) -> HttpResponse:
     company = _company_for(request, pk)
-    key = request.GET.get("report") or catalogue.ADOPTION_REPORTS[0].key
-    report = catalogue.ADOPTION_BY_KEY.get(key)
-    if report is None:
-        raise Http404("No such report.")
-    stale_days = stale_ping_days()  # named by the FAQ text of an empty chart
-    chart_block = fragments.cached(
-        company,
-        f"adoption:{report.key}",
-        lambda: sections.adoption_block(company, report, stale_days=stale_days),
-        stale_days,
+    report = _report(catalogue.ADOPTION_BY_KEY, _report_key(request, catalogue.ADOPTION_REPORTS))
+    chart_block = _cached_report(company, "adoption", report, sections.adoption_block)
+    return _report_page(
+        request, company, "adoption", catalogue.ADOPTION_REPORTS, report, cb=chart_block
     )
-    context = {
-        "reports": catalogue.ADOPTION_REPORTS,
-        "report": report,
-        "cb": chart_block,
-        "months_shown": selectors.MONTHS_SHOWN,
-    }
-    return _page(request, "accounts/adoption.html", company, "adoption", context)
 
 
 def trends(request: HttpRequest, pk: int) -> HttpResponse:
     company = _company_for(request, pk)
-    key = request.GET.get("report") or catalogue.TREND_REPORTS[0].key
+    key = _report_key(request, catalogue.TREND_REPORTS)
     if key == catalogue.NOT_PRODUCTION:
         return _not_production(request, company)
-    report = catalogue.TREND_BY_KEY.get(key)
+    report = _report(catalogue.TREND_BY_KEY, key)
+    blocks = _cached_report(company, "trends", report, sections.trend_blocks)
+    return _report_page(request, company, "trends", catalogue.TREND_REPORTS, report, blocks=blocks)
+
+
+def _report_page(
+    request: HttpRequest, company: Company, page: str, reports: Sequence, report, **parts
+) -> HttpResponse:
+    """``accounts/<page>.html`` with its report tabs, the chosen report and its parts."""
+    context = {
+        "reports": reports,
+        "report": report,
+        "report_key": report.key,
+        "months_shown": selectors.MONTHS_SHOWN,
+        **parts,
+    }
+    return _page(request, f"accounts/{page}.html", company, page, context)
+
+
+def _report_key(request: HttpRequest, reports: Sequence) -> str:
+    """The ``?report=`` asked for, the first of ``reports`` when none is."""
+    return request.GET.get("report") or reports[0].key
+
+
+def _report(by_key: Mapping, key: str):
+    report = by_key.get(key)
     if report is None:
         raise Http404("No such report.")
+    return report
+
+
+def _cached_report(company: Company, page: str, report, build: Callable):
+    """``build(company, report, stale_days=…)`` through the section cache.
+
+    The stale limit is part of the key: the FAQ text of an empty chart names it.
+    """
     stale_days = stale_ping_days()
-    blocks = fragments.cached(
+    return fragments.cached(
         company,
-        f"trends:{report.key}",
-        lambda: sections.trend_blocks(company, report, stale_days=stale_days),
+        f"{page}:{report.key}",
+        lambda: build(company, report, stale_days=stale_days),
         stale_days,
     )
-    context = {
-        "reports": catalogue.TREND_REPORTS,
-        "report_key": report.key,
-        "report": report,
-        "blocks": blocks,
-        "months_shown": selectors.MONTHS_SHOWN,
-    }
-    return _page(request, "accounts/trends.html", company, "trends", context)
 
 
 def _not_production(request: HttpRequest, company: Company) -> HttpResponse:

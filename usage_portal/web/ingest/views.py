@@ -19,21 +19,15 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostE
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
+from instances.companions import parse_ping_error, parse_ping_metadata
 from instances.models import PingReport, PingSource
-from instances.parsing import (
-    PayloadError,
-    PingRejected,
-    inflate_body,
-    loads_json,
-    parse_ping,
-    parse_ping_error,
-    parse_ping_metadata,
-)
+from instances.parsing import PingRejected, parse_ping
 from instances.services.files import ping_uploads_store
 from instances.services.inputs import PingInput
 from instances.services.rejections import ping_report_store, rejected_payload_keep
 from instances.services.store import pings_store
 from instances.services.tokens import ingest_token_authenticate
+from instances.transport import PayloadError, inflate_body, loads_json
 from usage_portal.web.ingest.forms import PingUploadForm
 
 logger = logging.getLogger(__name__)

@@ -279,6 +279,19 @@ class NumberColumn(CellMixin, NullsLastMixin, tables.Column):
         return value
 
 
+class ActionColumn(tables.Column):
+    """A cell of controls (a form, a menu, a link to act): never sorted, never exported."""
+
+    empty_values = ()
+
+    def __init__(self, verbose_name: str, *, css_class: str | None = None, **kwargs):
+        kwargs.setdefault("orderable", False)
+        kwargs.setdefault("exclude_from_export", True)
+        if css_class:
+            kwargs.setdefault("attrs", {"td": {"class": css_class}})
+        super().__init__(verbose_name=verbose_name, **kwargs)
+
+
 class ColorColumn(CellMixin, tables.Column):
     """A measure's colour as a pill (NA when there is none); sorts Red → Yellow → Green → NA."""
 

@@ -20,6 +20,7 @@ from instances.versions import release_label, release_of, releases_behind
 from usage_portal.web.kit.tables import (
     NUM,
     AccountColumn,
+    ActionColumn,
     CsmColumn,
     DateColumn,
     NumberColumn,
@@ -102,13 +103,7 @@ class BurndownTable(tables.Table):
     subscription = tables.Column(
         accessor="subscription__name", verbose_name="Subscription", visible=False
     )
-    actions = tables.Column(
-        verbose_name="Label it",
-        empty_values=(),
-        orderable=False,
-        exclude_from_export=True,
-        attrs={"td": {"class": "actions"}},
-    )
+    actions = ActionColumn("Label it", css_class="actions")
 
     class Meta:
         model = Instance
@@ -248,13 +243,7 @@ class UnmappedLicenseTable(tables.Table):
     pings = NumberColumn(verbose_name="Pings", tiebreak="license")
     first_seen = DateColumn(verbose_name="First ping", tiebreak="license")
     last_seen = DateColumn(verbose_name="Last ping", tiebreak="license")
-    map = tables.Column(
-        verbose_name="Map to subscription",
-        empty_values=(),
-        orderable=False,
-        exclude_from_export=True,
-        attrs={"td": {"class": "map-cell"}},
-    )
+    map = ActionColumn("Map to subscription", css_class="map-cell")
 
     class Meta:
         sequence = ("license", "subscription_name", "map", "...")
@@ -344,9 +333,7 @@ class NoUsageTable(tables.Table):
     )
     n_instances = NumberColumn(verbose_name="Instances")
     last_ping_at = DateColumn(verbose_name="Last ping (any instance)")
-    fix = tables.Column(
-        verbose_name="What to do", empty_values=(), orderable=False, exclude_from_export=True
-    )
+    fix = ActionColumn("What to do")
 
     class Meta:
         prefix = "acct-"
