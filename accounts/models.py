@@ -17,6 +17,20 @@ class Segment(models.TextChoices):
 CSM_OWNED_SEGMENTS = (Segment.STRATEGIC, Segment.GROWTH)
 
 
+def csm_owned_q(prefix: str = "") -> Q:
+    """The CSM-owned accounts: Strategic or Growth with a CSM (``prefix``: ``"company__"``).
+
+    The one statement of the rule: sentiment counts only on these accounts, health-drop alerts
+    are raised only for them, and their Unknown instances are labeled by hand.
+    """
+    return Q(**{f"{prefix}segment__in": CSM_OWNED_SEGMENTS, f"{prefix}csm__isnull": False})
+
+
+def is_csm_owned(*, segment: str, csm_id: int | None) -> bool:
+    """``csm_owned_q`` for one account's values."""
+    return segment in CSM_OWNED_SEGMENTS and csm_id is not None
+
+
 class Sentiment(models.TextChoices):
     RED = "Red"
     YELLOW = "Yellow"

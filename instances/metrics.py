@@ -11,6 +11,7 @@ Sources: GitLab's Service Ping docs and metric definitions, summarised in
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -121,12 +122,24 @@ METRICS: tuple[Metric, ...] = (
         introduced="< 13.9",
     ),
     Metric(
-        name="umau",
-        label="Unique monthly active users (UMAU)",
+        name="unique_active_users",
+        label="Unique active users",
         reason_label="unique active users",
         description=(
-            "Distinct users who generated a manage event in the last 28 days. "
-            "User Engagement reads it from GitLab 15.2."
+            "Distinct users active on the instance in the last 28 days (GitLab's metric "
+            "20220621085114_unique_active_users_monthly): the numerator of User Engagement."
+        ),
+        key_paths=("redis_hll_counters.manage.unique_active_users_monthly",),
+        time_frame="28d",
+        introduced="15.2",
+    ),
+    Metric(
+        name="umau",
+        label="Unique monthly active users (UMAU)",
+        reason_label="UMAU",
+        description=(
+            "Distinct users who generated a manage event in the last 28 days. Read by the "
+            "labeling rule and the adoption charts; User Engagement reads unique active users."
         ),
         key_paths=("usage_activity_by_stage_monthly.manage.events",),
         time_frame="28d",
@@ -166,10 +179,10 @@ METRICS: tuple[Metric, ...] = (
         label="CI builds (L28)",
         reason_label="CI builds (L28)",
         description=(
-            "CI builds created in the last 28 days. Newer versions send it as "
-            "counts.count_total_create_ci_build_monthly."
+            "CI builds created in the last 28 days: the handbook's "
+            "counts.count_total_create_ci_build_monthly, else counts_monthly.ci_builds."
         ),
-        key_paths=("counts_monthly.ci_builds", "counts.count_total_create_ci_build_monthly"),
+        key_paths=("counts.count_total_create_ci_build_monthly", "counts_monthly.ci_builds"),
         time_frame="28d",
         introduced=UNKNOWN_VERSION,
     ),
@@ -180,7 +193,7 @@ METRICS: tuple[Metric, ...] = (
         description="Pipelines run from GitLab repositories in the last 28 days.",
         key_paths=("counts_monthly.ci_internal_pipelines",),
         time_frame="28d",
-        introduced=UNKNOWN_VERSION,
+        introduced="15.10",
     ),
     Metric(
         name="deployments_l28",
@@ -267,3 +280,17 @@ SEAT_METRICS: tuple[str, ...] = (
     "historical_max_users",
 )
 SCAN_METRICS: tuple[str, ...] = tuple(m.name for m in _SCAN_METRICS)
+
+#: The column beside the metric columns that names the metrics a ping reported a failure value
+#: for (comma-separated, sorted): NULL alone cannot tell "failed" from "not sent".
+FAILED_FIELD = "failed_metrics"
+
+
+def failed_text(names: Iterable[str]) -> str:
+    """How ``FAILED_FIELD`` stores a set of metric names."""
+    return ",".join(sorted(names))
+
+
+def failed_names(text: str | None) -> frozenset[str]:
+    """The metric names ``FAILED_FIELD`` holds."""
+    return frozenset(text.split(",")) if text else frozenset()

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from accounts.models import Company, Subscription
 
-from .metrics import METRICS
+from .metrics import FAILED_FIELD, METRICS
 from .querysets import InstanceQuerySet, LabelChangeQuerySet, UsagePingQuerySet
 
 
@@ -54,6 +54,16 @@ for _metric in METRICS:
     MetricColumns.add_to_class(
         _metric.name, models.BigIntegerField(null=True, blank=True, help_text=_metric.label)
     )
+# db_default too: the bulk loaders' COPY and upserts may leave the column out.
+MetricColumns.add_to_class(
+    FAILED_FIELD,
+    models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Metrics the instance reported a failure value for (comma-separated)",
+    ),
+)
 
 
 def _in(field: str, choices: type[models.TextChoices]) -> Q:

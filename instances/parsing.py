@@ -114,9 +114,10 @@ class ParsedPing:
     """The fields of a Service Ping that Usage Portal stores.
 
     `metrics` has every name in `instances.metrics.METRIC_NAMES`; a value is an int or float >= 0,
-    or None when unknown. `not_numeric` names the metrics whose leaf was present but unusable
-    (text, booleans, objects, negatives, NaN/inf, beyond 64 bits); GitLab's sentinels and nulls
-    mean unknown and are not listed.
+    or None when unknown. `failed` names the metrics the instance reported one of GitLab's
+    failure values for (-1, -2, -3, -1000, {"-1": -1}): unknown, but sent, unlike an absent key.
+    `not_numeric` names the metrics whose leaf was present but unusable (text, booleans,
+    objects, other negatives, NaN/inf, beyond 64 bits); nulls mean absent and are not listed.
     """
 
     uuid: str
@@ -138,6 +139,7 @@ class ParsedPing:
     metrics: dict[str, int | float | None]
     not_numeric: tuple[str, ...]
     collected_data_categories: tuple[str, ...]
+    failed: tuple[str, ...] = ()
 
     @property
     def billable_users(self) -> int | float | None:
@@ -181,7 +183,7 @@ def parse_ping(payload: object) -> ParsedPing:
         raise PingRejected(f"version must be a string, not {describe(version)}")
     version = bounded_text(version, MAX_LENGTHS["version"])
 
-    metrics, not_numeric = _resolve_metrics(payload)
+    metrics, not_numeric, failed = _resolve_metrics(payload)
     settings = payload.get("settings")
     plan = bounded_text(payload.get("license_plan"), MAX_LENGTHS["license_plan"])
     trial = payload.get("license_trial")
@@ -205,12 +207,16 @@ def parse_ping(payload: object) -> ParsedPing:
         metrics=metrics,
         not_numeric=not_numeric,
         collected_data_categories=_categories(settings),
+        failed=failed,
     )
 
 
-def _resolve_metrics(payload: dict) -> tuple[dict[str, int | float | None], tuple[str, ...]]:
+def _resolve_metrics(
+    payload: dict,
+) -> tuple[dict[str, int | float | None], tuple[str, ...], tuple[str, ...]]:
     metrics: dict[str, int | float | None] = {}
     not_numeric: list[str] = []
+    failed: list[str] = []
     for name, paths in _METRIC_PATHS:
         leaf = _MISSING
         for parts in paths:
@@ -224,7 +230,9 @@ def _resolve_metrics(payload: dict) -> tuple[dict[str, int | float | None], tupl
         metrics[name] = value
         if junk:
             not_numeric.append(name)
-    return metrics, tuple(not_numeric)
+        elif value is None:
+            failed.append(name)
+    return metrics, tuple(not_numeric), tuple(failed)
 
 
 def _walk(node: Any, parts: tuple[str, ...]) -> Any:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.db.models import Exists, OuterRef, Q
 
-from accounts.models import CSM_OWNED_SEGMENTS
+from accounts.models import csm_owned_q
 from instances.labels import label_change_request
 from instances.models import Instance, LabelChange, UsagePing
 
@@ -60,7 +60,7 @@ def _utilization(inst: RuleInstance) -> float:
 
 def labeling_rules_run() -> list[tuple[int, str]]:
     """Apply the rules to accounts without a CSM; returns the (instance, rule) edits requested."""
-    not_csm_owned = ~Q(company__segment__in=CSM_OWNED_SEGMENTS) | Q(company__csm__isnull=True)
+    not_csm_owned = ~csm_owned_q("company__")
     person_touched = LabelChange.objects.filter(
         instance=OuterRef("pk"), field="instance_type"
     ).filter(Q(requested_by__isnull=False) | Q(status="pending"))

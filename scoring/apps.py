@@ -7,7 +7,10 @@ class ScoringConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here: a listener module imports models, which must wait for the app registry.
+        from celery.signals import worker_ready
+
         from accounts.changes import data_changed
-        from scoring.listeners import refresh_on_change
+        from scoring.listeners import refresh_on_change, sync_on_worker_ready
 
         data_changed.connect(refresh_on_change, dispatch_uid="scoring.refresh_on_change")
+        worker_ready.connect(sync_on_worker_ready, dispatch_uid="scoring.sync_on_worker_ready")

@@ -10,7 +10,7 @@ from collections import defaultdict
 from datetime import date
 
 from accounts.changes import ALL_HISTORY
-from scoring.tasks import refresh_companies
+from scoring.tasks import refresh_companies, scheme_version_sync
 
 
 def refresh_on_change(*, changes: dict[int, date | None], reason: str = "", **_) -> None:
@@ -22,3 +22,8 @@ def refresh_on_change(*, changes: dict[int, date | None], reason: str = "", **_)
         history = since is not None
         month = since.isoformat() if since not in (None, ALL_HISTORY) else None
         refresh_companies.delay(sorted(ids), reason, month, history)
+
+
+def sync_on_worker_ready(**_) -> None:
+    """A worker that starts after a release queues one check for scores of older rules."""
+    scheme_version_sync.delay()

@@ -34,6 +34,9 @@ from .scorecard import CompanyInputs, InstanceCandidate, MeasureResult, Scorecar
 
 PRODUCTION = "production"
 OPT_OUT = "opt_out"
+ACTIVE = "active"  # a subscription's status while it runs
+TOO_EARLY = "too early to score: first 30 days"
+NO_PING = "no usage ping received"
 # New SaaS namespaces are Production; one never labelled (blank/unknown) still counts as such.
 SAAS_PRODUCTION_TYPES = frozenset({PRODUCTION, "unknown", ""})
 _SENTIMENTS = frozenset({RED, YELLOW, GREEN})
@@ -69,6 +72,23 @@ def account_age_months(customer_since: date | None, as_of: date) -> int | None:
     if as_of.day < customer_since.day:
         months -= 1
     return max(months, 0)
+
+
+def month_starts_between(customer_since: date | None, as_of: date) -> int | None:
+    """The dbt model's account age: month starts from the customer-since month to ``as_of``'s.
+
+    Calendar months, whatever the day: Jan 31 → Feb 1 is 1, Jan 1 → Jan 31 is 0.
+    """
+    if customer_since is None:
+        return None
+    return max((as_of.year - customer_since.year) * 12 + as_of.month - customer_since.month, 0)
+
+
+def account_age(customer_since: date | None, as_of: date, scheme: Scheme) -> int | None:
+    """The account's age in months as ``scheme`` counts it (``Scheme.age_basis``)."""
+    if scheme.age_basis == "month_starts":
+        return month_starts_between(customer_since, as_of)
+    return account_age_months(customer_since, as_of)
 
 
 def roll_up(points: Sequence[float | None], scheme: Scheme) -> tuple[float | None, Color]:
@@ -119,6 +139,49 @@ def health_exclusion(*, instance_type: str, health_inclusion: str, is_saas: bool
     return None
 
 
+def subscription_active(
+    *, status: str | None, start: date | None, end: date | None, first_day: date, last_day: date
+) -> bool:
+    """Whether a subscription is active at some point from ``first_day`` to ``last_day``.
+
+    Its dates decide when they are known; one that is not active and has no end date ended on a
+    day nobody recorded, so it counts as ended.
+    """
+    if start is not None and start > last_day:
+        return False
+    if end is not None:
+        return end >= first_day
+    return status in (None, "", ACTIVE)
+
+
+def subscription_exclusion(
+    candidate: InstanceCandidate, *, first_day: date, last_day: date
+) -> str | None:
+    """Why ``candidate``'s subscription keeps it out on those days, or None (methodology §1).
+
+    Usage counts only while tied to an active subscription. An instance mapped to no
+    subscription yet is not held back by this rule (its seats fall back to the ping's).
+    """
+    if candidate.subscription_id is None:
+        return None
+    start, end = candidate.subscription_start, candidate.subscription_end
+    status = candidate.subscription_status
+    if subscription_active(
+        status=status, start=start, end=end, first_day=first_day, last_day=last_day
+    ):
+        return None
+    name = (
+        f"subscription {candidate.subscription_name}"
+        if candidate.subscription_name
+        else ("its subscription")
+    )
+    if start is not None and start > last_day:
+        return f"{name} starts on {start.isoformat()}"
+    if end is not None:
+        return f"{name} ended on {end.isoformat()}"
+    return f"{name} is {status}"
+
+
 def _exclusion_reason(candidate: InstanceCandidate) -> str | None:
     return health_exclusion(
         instance_type=candidate.instance_type,
@@ -128,18 +191,29 @@ def _exclusion_reason(candidate: InstanceCandidate) -> str | None:
 
 
 def select_instances(
-    candidates: Iterable[InstanceCandidate], *, as_of: date, scheme: Scheme
+    candidates: Iterable[InstanceCandidate],
+    *,
+    as_of: date,
+    scheme: Scheme,
+    period_start: date | None = None,
 ) -> Selection:
     """Pick the instances whose latest pings feed the health measures (methodology §1).
 
-    Eligible: applied type Production (SaaS namespaces count as Production) and health
-    inclusion not Opt-Out. An eligible instance contributes only if its latest ping is at most
-    ``scheme.stale_ping_days`` old on ``as_of``. More than one eligible instance is warned about.
+    Eligible: applied type Production (SaaS namespaces count as Production), health inclusion
+    not Opt-Out, and a subscription active on ``as_of`` (for a month of history: at some point
+    from ``period_start`` to ``as_of``). An eligible instance contributes only if its latest
+    ping is at most ``scheme.stale_ping_days`` old on ``as_of``. More than one eligible
+    instance is warned about.
     """
+    first_day = period_start or as_of
+    labelled: list[InstanceCandidate] = []
     eligible: list[InstanceCandidate] = []
     excluded: list[tuple[int, str]] = []
     for candidate in candidates:
         reason = _exclusion_reason(candidate)
+        if not reason:
+            labelled.append(candidate)
+            reason = subscription_exclusion(candidate, first_day=first_day, last_day=as_of)
         if reason:
             excluded.append((candidate.instance_id, reason))
         else:
@@ -155,7 +229,7 @@ def select_instances(
         )
     for candidate in eligible:
         if candidate.ping_id is None or candidate.recorded_at is None:
-            excluded.append((candidate.instance_id, "no usage ping received"))
+            excluded.append((candidate.instance_id, NO_PING))
             continue
         age = (as_of - _utc(candidate.recorded_at).date()).days
         if age > scheme.stale_ping_days:
@@ -168,12 +242,12 @@ def select_instances(
             included.append(candidate)
 
     na_reason = None
-    if not eligible:
+    if not labelled:
         na_reason = "no Production instance"
+    elif not eligible:
+        na_reason = "no Production instance on an active subscription"
     elif not included:
-        na_reason = (
-            f"no data for {scheme.stale_ping_days} days" if stale else "no usage ping received"
-        )
+        na_reason = f"no data for {scheme.stale_ping_days} days" if stale else NO_PING
     return Selection(tuple(included), tuple(stale), tuple(excluded), tuple(warnings), na_reason)
 
 
@@ -181,11 +255,17 @@ def select_instances(
 
 
 def _missing_reason(metric: str, instance: InstanceCandidate) -> tuple[str, bool]:
-    """Why ``metric`` is NULL on ``instance``, and whether the version explains it."""
+    """Why ``metric`` is NULL on ``instance``, and whether that is known for sure.
+
+    A failure value the instance sent, or a key its version does not send yet, explains the
+    NULL; otherwise the metric was simply not reported.
+    """
     info = METRICS[metric]
+    if metric in instance.failed:
+        return f"instance reported a failure value for {info.label}", True
     version = release(instance.version)
     if info.since and version and version < info.since:
-        return f"{info.label} not reported before {info.since[0]}.{info.since[1]}", True
+        return f"{info.label} not available before {info.since[0]}.{info.since[1]}", True
     return f"{info.label} not reported", False
 
 
@@ -211,15 +291,25 @@ def _sum_metrics(
 
 def _count_positive(
     metrics: tuple[str, ...], instances: Sequence[InstanceCandidate]
-) -> tuple[int | None, str | None]:
-    """How many of ``metrics`` total ≥ 1 over ``instances`` (unknown if any is NULL)."""
+) -> tuple[int | None, list[str], str | None]:
+    """How many of ``metrics`` total ≥ 1 over ``instances``, and which totals are unknown.
+
+    An unknown total counts as not in use (the dbt model's rule), and is listed so that the
+    explanation can name it; only when every total is unknown is the count unknown too.
+    """
     count = 0
+    unknown: list[str] = []
+    first_reason: str | None = None
     for metric in metrics:
         total, reason = _sum_metrics((metric,), instances)
         if total is None:
-            return None, reason
+            unknown.append(metric)
+            first_reason = first_reason or reason
+            continue
         count += total >= 1
-    return count, None
+    if len(unknown) == len(metrics):
+        return None, unknown, first_reason
+    return count, unknown, None
 
 
 def _licensed_seats(instances: Sequence[InstanceCandidate]) -> tuple[float | None, str | None]:
@@ -310,9 +400,20 @@ def score_measure(
     reason = reason or _not_applicable(spec, instances)
     if reason:
         return result(NA, None, reason)
+    if spec.plans is not None:
+        # Premium users never dilute an Ultimate-only measure: it is computed over the
+        # instances on those plans alone (the dbt model weights Security by them only).
+        on_plan = [i for i in instances if (i.plan or "").lower() in spec.plans]
+        if len(on_plan) < len(instances):
+            inputs["plan_only"] = sorted(spec.plans)
+        instances = on_plan
+        inputs["instance_ids"] = [i.instance_id for i in instances]
+        inputs["ping_ids"] = [i.ping_id for i in instances]
 
     if spec.aggregate == "count_positive":
-        numerator, reason = _count_positive(spec.numerator, instances)
+        numerator, unknown, reason = _count_positive(spec.numerator, instances)
+        if unknown:
+            inputs["unknown_metrics"] = unknown
     else:
         numerator, reason = _sum_metrics(spec.numerator, instances)
     inputs["numerator"] = numerator
@@ -370,11 +471,18 @@ def _roll_up_use_case(
 
 
 def score_sentiment(
-    sentiment: str | None, sentiment_date: date | None, *, as_of: date, scheme: Scheme
+    sentiment: str | None,
+    sentiment_date: date | None,
+    *,
+    as_of: date,
+    scheme: Scheme,
+    csm_owned: bool = True,
 ) -> MeasureResult:
     """CSM sentiment as points; flagged stale after, and NA after, the scheme's day limits.
 
     A sentiment without a date is scored but flagged stale, since its age cannot be shown.
+    Only a CSM-owned account's sentiment counts (GitLab's weekly admin rule nulls the others):
+    elsewhere it is kept in the inputs, to be shown, but NA.
     """
     age = (as_of - sentiment_date).days if sentiment_date else None
     inputs: dict[str, Any] = {
@@ -396,6 +504,8 @@ def score_sentiment(
 
     if sentiment not in _SENTIMENTS:
         return result(NA, "CSM sentiment not set" if not sentiment else f"unknown {sentiment!r}")
+    if not csm_owned:
+        return result(NA, "not a CSM-owned account")
     if age is None:
         inputs["stale"] = True
         return result(sentiment, "CSM sentiment date unknown")
@@ -456,14 +566,18 @@ def _overall_health(
 
 def score_company(inputs: CompanyInputs, scheme: Scheme) -> Scorecard:
     """Score one company under ``scheme`` on ``inputs.as_of`` (methodology §1–§4)."""
-    selection = select_instances(inputs.candidates, as_of=inputs.as_of, scheme=scheme)
+    selection = select_instances(
+        inputs.candidates, as_of=inputs.as_of, scheme=scheme, period_start=inputs.period_start
+    )
     included = selection.included
-    age = account_age_months(inputs.customer_since, inputs.as_of)
+    age = account_age(inputs.customer_since, inputs.as_of, scheme)
+    # The handbook: every measure but sentiment is "usually NULL for the first 30 days".
+    na_reason = selection.na_reason
+    if age is not None and age < 1:
+        na_reason = na_reason or TOO_EARLY
 
     measures = {
-        spec.key: score_measure(
-            spec, included, scheme=scheme, account_age=age, na_reason=selection.na_reason
-        )
+        spec.key: score_measure(spec, included, scheme=scheme, account_age=age, na_reason=na_reason)
         for spec in scheme.measures
     }
     by_use_case: dict[str, list[MeasureResult]] = {}
@@ -479,9 +593,13 @@ def score_company(inputs: CompanyInputs, scheme: Scheme) -> Scorecard:
         uc: roll_up([m.points for m in by_use_case.get(uc, ())], scheme)[0]
         for uc in scheme.product_usage_weights
     }
-    product_usage = _product_usage(component_scores, scheme, selection.na_reason)
+    product_usage = _product_usage(component_scores, scheme, na_reason)
     sentiment = score_sentiment(
-        inputs.sentiment, inputs.sentiment_date, as_of=inputs.as_of, scheme=scheme
+        inputs.sentiment,
+        inputs.sentiment_date,
+        as_of=inputs.as_of,
+        scheme=scheme,
+        csm_owned=inputs.csm_owned,
     )
     overall = _overall_health(product_usage, sentiment, scheme)
 

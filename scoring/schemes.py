@@ -248,6 +248,9 @@ class Scheme:
     sentiment_stale_days: int = 90
     sentiment_na_days: int = 120
     stale_ping_days: int = 60
+    #: How account age is counted: "whole_months" (to the day, the handbook) or "month_starts"
+    #: (month starts from the customer-since month to the scored one, the dbt model).
+    age_basis: Literal["whole_months", "month_starts"] = "whole_months"
     score_thresholds: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
@@ -280,13 +283,17 @@ class Scheme:
 _COLOR_POINTS = MappingProxyType({RED: 25, YELLOW: 63, GREEN: 88})
 _SCORE_BANDS = bands((50, True, RED), (75, True, YELLOW), (None, False, GREEN))
 _AGE_COLUMNS = (2, 6, 9)
+# The dbt model counts month starts, so its columns begin one month later for the same account.
+_DBT_AGE_COLUMNS = (3, 7, 10)
 
 
-def _lu_table(first_row_inclusive: bool) -> tuple[AgeColumn, ...]:
+def _lu_table(
+    first_row_inclusive: bool, columns: tuple[int, ...] = _AGE_COLUMNS
+) -> tuple[AgeColumn, ...]:
     # The handbook table with the dbt model's exact edges: 50% sits in the 10–50% row and
     # 75% in the >50–75% row; whether exactly 10% is in the "< 10%" row differs by source.
     return age_banded(
-        _AGE_COLUMNS,
+        columns,
         (
             (0.10, first_row_inclusive, (RED, RED, RED)),
             (0.50, True, (YELLOW, RED, RED)),
@@ -296,14 +303,16 @@ def _lu_table(first_row_inclusive: bool) -> tuple[AgeColumn, ...]:
     )
 
 
-def _license_utilization(first_row_inclusive: bool) -> MeasureSpec:
+def _license_utilization(
+    first_row_inclusive: bool, columns: tuple[int, ...] = _AGE_COLUMNS
+) -> MeasureSpec:
     return measure(
         "license_utilization",
         "license_utilization",
         "License utilization",
         "billable_users",
         LICENSED_SEATS,
-        age_bands=_lu_table(first_row_inclusive),
+        age_bands=_lu_table(first_row_inclusive, columns),
     )
 
 
@@ -323,7 +332,7 @@ _USER_ENGAGEMENT = measure(
     "user_engagement",
     "user_engagement",
     "Unique active users",
-    "umau",
+    "unique_active_users",
     "billable_users",
     bands=bands((0.50, False, RED), (0.80, False, YELLOW), (None, False, GREEN)),
     min_version=(15, 2),
@@ -419,9 +428,13 @@ _PRODUCT_USAGE_WEIGHTS = MappingProxyType(
     }
 )
 
+# Version 2 (all presets): User Engagement reads unique_active_users; CI builds prefer the
+# handbook's key; only active subscriptions count; the first 30 days are NA; failure values
+# and unsent keys say so; DevSecOps over Ultimate instances only; unknown scan counts are not
+# in use; sentiment counts on CSM-owned accounts only; the dbt preset counts age the dbt way.
 HANDBOOK_2025 = Scheme(
     name="gitlab-handbook-2025",
-    version="1",
+    version="2",
     description=(
         "GitLab handbook 'Health Scoring – Calculations and Methodology' (2025-05-29), with the "
         "dbt model's exact License Utilization boundaries."
@@ -444,10 +457,12 @@ DBT_2024 = dataclasses.replace(
     name="gitlab-dbt-2024",
     description=(
         "GitLab data team's dbt model rpt_product_usage_health_score.sql (2024): SCM 25%/50%, "
-        "CI as pipeline users ÷ billable users, exactly 10% License Utilization is Red."
+        "CI as pipeline users ÷ billable users, exactly 10% License Utilization is Red, "
+        "account age in month starts with the columns at 3, 7 and 10."
     ),
+    age_basis="month_starts",
     measures=(
-        _license_utilization(first_row_inclusive=True),
+        _license_utilization(first_row_inclusive=True, columns=_DBT_AGE_COLUMNS),
         _USER_ENGAGEMENT,
         _git_operations(bands((0.25, False, RED), (0.50, False, YELLOW), (None, False, GREEN))),
         measure(

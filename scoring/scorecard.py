@@ -24,8 +24,10 @@ class InstanceCandidate:
     """One instance or SaaS namespace of a company, with its latest ping (if any).
 
     ``instance_type`` is the *applied* type; ``health_inclusion`` is ``"included"``,
-    ``"opt_out"`` or ``""`` (automatic). ``plan`` (lower-case) and ``licensed_seats`` are its
-    subscription's. ``metrics`` maps metric names to values, ``None`` meaning unknown.
+    ``"opt_out"`` or ``""`` (automatic). ``plan`` (lower-case), ``licensed_seats`` and the
+    ``subscription_*`` status and dates are its subscription's. ``metrics`` maps metric names
+    to values, ``None`` meaning unknown; ``failed`` names those the ping reported a failure
+    value for (unknown too, but sent).
     """
 
     instance_id: int
@@ -40,11 +42,21 @@ class InstanceCandidate:
     recorded_at: datetime | None
     version: str | None
     metrics: Mapping[str, int | float | None]
+    failed: frozenset[str] = frozenset()
+    subscription_name: str | None = None
+    subscription_status: str | None = None
+    subscription_start: date | None = None
+    subscription_end: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CompanyInputs:
-    """Everything needed to score one company on ``as_of`` (the scoring date)."""
+    """Everything needed to score one company on ``as_of`` (the scoring date).
+
+    ``period_start`` is the first day of the period scored (a month of history), ``None`` for a
+    single day; a subscription counts if it is active at any point of it. ``csm_owned`` says
+    whether a CSM owns the account (sentiment counts only then).
+    """
 
     company_id: int
     customer_since: date | None
@@ -52,6 +64,8 @@ class CompanyInputs:
     sentiment_date: date | None
     candidates: tuple[InstanceCandidate, ...]
     as_of: date
+    csm_owned: bool = True
+    period_start: date | None = None
 
 
 @dataclass(frozen=True, slots=True)

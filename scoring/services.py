@@ -18,8 +18,8 @@ from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from accounts.models import Company
-from instances.metrics import METRIC_NAMES
+from accounts.models import Company, is_csm_owned
+from instances.metrics import FAILED_FIELD, METRIC_NAMES, failed_names
 from instances.models import Instance, MonthlyUsage, UsagePing
 
 from .methodology import included_totals, score_company
@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 RETRYABLE_ERRORS = (OperationalError, IntegrityError)
 CHUNK = 1000
 
+_COMPANY_FIELDS = ("id", "customer_since", "sentiment", "sentiment_at", "segment", "csm_id")
 _INSTANCE_FIELDS = (
     "id",
     "company_id",
@@ -44,6 +45,10 @@ _INSTANCE_FIELDS = (
     "subscription_id",
     "subscription__plan",
     "subscription__licensed_seats",
+    "subscription__name",
+    "subscription__status",
+    "subscription__start_date",
+    "subscription__end_date",
     "last_ping_at",
 )
 
@@ -111,16 +116,18 @@ def _candidate(row: dict, ping: dict | None) -> InstanceCandidate:
         recorded_at=ping["recorded_at"] if ping else None,
         version=ping["version"] if ping else None,
         metrics={name: ping[name] for name in METRIC_NAMES} if ping else {},
+        failed=failed_names(ping[FAILED_FIELD]) if ping else frozenset(),
+        subscription_name=row["subscription__name"],
+        subscription_status=row["subscription__status"],
+        subscription_start=row["subscription__start_date"],
+        subscription_end=row["subscription__end_date"],
     )
 
 
 def load_inputs(company_ids: Sequence[int], *, as_of: date) -> dict[int, CompanyInputs]:
     """Inputs for these companies in three queries: companies, instances, latest pings."""
     companies = {
-        c["id"]: c
-        for c in Company.objects.filter(id__in=company_ids).values(
-            "id", "customer_since", "sentiment", "sentiment_at"
-        )
+        c["id"]: c for c in Company.objects.filter(id__in=company_ids).values(*_COMPANY_FIELDS)
     }
     instances = list(Instance.objects.filter(company_id__in=company_ids).values(*_INSTANCE_FIELDS))
     latest = _latest_pings(instances)
@@ -135,6 +142,7 @@ def load_inputs(company_ids: Sequence[int], *, as_of: date) -> dict[int, Company
             sentiment_date=c["sentiment_at"].date() if c["sentiment_at"] else None,
             candidates=tuple(by_company.get(cid, ())),
             as_of=as_of,
+            csm_owned=is_csm_owned(segment=c["segment"], csm_id=c["csm_id"]),
         )
         for cid, c in companies.items()
     }
@@ -147,6 +155,7 @@ def _latest_pings(instances: Iterable[dict]) -> dict[int, dict]:
         "recorded_at",
         "version",
         *METRIC_NAMES,
+        FAILED_FIELD,
     )
 
 
@@ -159,6 +168,7 @@ def inputs_hash(inputs: CompanyInputs, scheme: Scheme) -> str:
         inputs.customer_since.isoformat() if inputs.customer_since else None,
         inputs.sentiment,
         inputs.sentiment_date.isoformat() if inputs.sentiment_date else None,
+        inputs.csm_owned,
         sorted(
             (
                 c.instance_id,
@@ -167,6 +177,9 @@ def inputs_hash(inputs: CompanyInputs, scheme: Scheme) -> str:
                 c.subscription_id,
                 c.licensed_seats,
                 c.plan,
+                c.subscription_status,
+                c.subscription_start.isoformat() if c.subscription_start else None,
+                c.subscription_end.isoformat() if c.subscription_end else None,
                 c.ping_id,
             )
             for c in inputs.candidates
@@ -289,6 +302,42 @@ def companies_recompute_all(*, reason: str = "recompute", history: bool = True) 
     return len(ids)
 
 
+def scheme_version_sync() -> SchemeChange | None:
+    """After an upgrade changed the active preset's rules (its version), rebuild under them.
+
+    Scores record ``name@version``. When any current score was computed under another label,
+    the change is recorded once (charts mark it) and every score and all monthly history are
+    recomputed. Returns the recorded change, or None when every score is up to date. Safe to
+    run again, or from several processes: the recording is locked and the rebuild idempotent.
+    """
+    scheme = active_scheme()
+
+    def older() -> str | None:
+        current = ScoreSnapshot.objects.filter(is_current=True).exclude(scheme=scheme.label)
+        return current.values_list("scheme", flat=True).first()
+
+    if older() is None:
+        return None
+    change = None
+    with transaction.atomic():
+        config, _ = ScoringConfig.objects.select_for_update().get_or_create(
+            pk=1, defaults={"scheme": scheme.name}
+        )
+        previous = older()
+        if (
+            previous is not None
+            and not SchemeChange.objects.filter(
+                from_scheme=previous, to_scheme=scheme.label
+            ).exists()
+        ):
+            change = SchemeChange.objects.create(
+                from_scheme=previous, to_scheme=scheme.label, rebuilt_history=True
+            )
+    if change is not None:
+        companies_recompute_all(reason=f"scheme {scheme.label}", history=True)
+    return change
+
+
 # --------------------------------------------------------------------------------------------------
 # Monthly history
 
@@ -298,10 +347,7 @@ def monthly_inputs(
 ) -> dict[int, dict[date, CompanyInputs]]:
     """Per company and month (from ``since``'s month on), inputs from each month's last pings."""
     companies = {
-        c["id"]: c
-        for c in Company.objects.filter(id__in=company_ids).values(
-            "id", "customer_since", "sentiment", "sentiment_at"
-        )
+        c["id"]: c for c in Company.objects.filter(id__in=company_ids).values(*_COMPANY_FIELDS)
     }
     instances = {
         r["id"]: r
@@ -310,7 +356,9 @@ def monthly_inputs(
     rows = MonthlyUsage.objects.filter(instance_id__in=instances.keys())
     if since is not None:
         rows = rows.filter(month__gte=since.replace(day=1))
-    rows = rows.values("instance_id", "month", "ping_id", "recorded_at", "version", *METRIC_NAMES)
+    rows = rows.values(
+        "instance_id", "month", "ping_id", "recorded_at", "version", *METRIC_NAMES, FAILED_FIELD
+    )
     grouped: dict[int, dict[date, list[InstanceCandidate]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         inst = instances[r["instance_id"]]
@@ -327,6 +375,8 @@ def monthly_inputs(
                 sentiment_date=None,
                 candidates=tuple(cands),
                 as_of=_month_end(month),
+                csm_owned=is_csm_owned(segment=c["segment"], csm_id=c["csm_id"]),
+                period_start=month,
             )
             for month, cands in months.items()
         }

@@ -28,7 +28,16 @@ def refresh_companies(
 
 @shared_task(acks_late=True, **RETRY)
 def recompute_all(reason: str = "scheduled", history: bool = False) -> int:
+    # A release that changed the rules rebuilds everything once (the daily run catches it).
+    if services.scheme_version_sync() is not None:
+        return 0
     return services.companies_recompute_all(reason=reason, history=history)
+
+
+@shared_task(acks_late=True, **RETRY)
+def scheme_version_sync() -> bool:
+    """Queued when a worker starts: scores of an older rule version are rebuilt at once."""
+    return services.scheme_version_sync() is not None
 
 
 @shared_task(acks_late=True, **RETRY)

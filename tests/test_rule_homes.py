@@ -147,7 +147,7 @@ def test_the_engine_explains_a_missing_metric_with_the_registrys_release():
         metrics={"billable_users": None},
     )
     reason, explained = methodology._missing_reason("billable_users", candidate)
-    assert explained and reason == "billable users not reported before 14.0"
+    assert explained and reason == "billable users not available before 14.0"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class PingInput:
     raw: bytes | None = None
     raw_compressed: bytes | None = None
     label: str = ""  # file name or row number, for summaries
+    failed: tuple[str, ...] = ()  # metrics reported as a failure value (ParsedPing.failed)
 
     @classmethod
     def from_parsed(
@@ -73,6 +74,7 @@ class PingInput:
             license_plan=clip(normalize_plan(parsed.license_plan), 32),
             license_trial=parsed.license_trial,
             metrics=parsed.metrics,
+            failed=parsed.failed,
             raw=raw,
             raw_compressed=raw_compressed,
             label=label,

@@ -12,7 +12,7 @@ from datetime import date
 
 from django.db import connection
 
-from instances.metrics import METRIC_NAMES
+from instances.metrics import FAILED_FIELD, METRIC_NAMES
 from instances.models import Instance, MonthlyUsage, UsagePing
 from instances.services.bulk_sql import db_preparers
 
@@ -41,7 +41,7 @@ def monthly_refresh(*, pings: Iterable[UsagePing], instances: dict | None = None
     fields = [
         meta.get_field(name)
         for name in ("instance", "month", "company", "ping", "recorded_at", "version")
-    ] + [meta.get_field(name) for name in METRIC_NAMES]
+    ] + [meta.get_field(name) for name in (*METRIC_NAMES, FAILED_FIELD)]
     qn = connection.ops.quote_name
     table = qn(meta.db_table)
     columns = [qn(f.column) for f in fields]
@@ -57,7 +57,7 @@ def monthly_refresh(*, pings: Iterable[UsagePing], instances: dict | None = None
     params = []
     for (iid, month), ping in latest.items():
         values = [iid, month, companies.get(iid), ping.id, ping.recorded_at, ping.version]
-        values += [getattr(ping, name) for name in METRIC_NAMES]
+        values += [getattr(ping, name) for name in (*METRIC_NAMES, FAILED_FIELD)]
         params.append(
             [v if conv is None else conv(v) for conv, v in zip(prepare, values, strict=True)]
         )

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from accounts.changes import ALL_HISTORY, companies_changed
 from accounts.models import Subscription
-from instances.metrics import METRIC_NAMES
+from instances.metrics import METRIC_NAMES, failed_text
 from instances.models import Instance, InstanceKind, InstanceType, MappingSource, UsagePing
 from instances.services.bulk_sql import pings_insert, rows_update
 from instances.services.inputs import PingInput
@@ -167,6 +167,7 @@ def _store(inputs: Sequence[PingInput], source: str) -> StoreSummary:
                 license_trial=item.license_trial,
                 raw_payload=item.stored_raw(),
                 **{name: _as_int(item.metrics.get(name)) for name in METRIC_NAMES},
+                failed_metrics=failed_text(item.failed),
             )
         )
         new_items.append(item)

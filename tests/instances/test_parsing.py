@@ -128,14 +128,14 @@ def fixture_payload() -> dict:
 
 def test_metric_table_names_and_exports_are_consistent() -> None:
     assert tuple(m.name for m in METRICS) == METRIC_NAMES
-    assert len(set(METRIC_NAMES)) == len(METRIC_NAMES) == 25
+    assert len(set(METRIC_NAMES)) == len(METRIC_NAMES) == 26
     assert set(METRICS_BY_NAME) == set(METRIC_NAMES)
     assert set(SEAT_METRICS) | set(SCAN_METRICS) <= set(METRIC_NAMES)
     assert len(SCAN_METRICS) == 7
     assert {-1, -2, -3, -1000} == SENTINELS
     assert METRICS_BY_NAME["ci_builds_l28"].key_paths == (
+        "counts.count_total_create_ci_build_monthly",  # the handbook's key first
         "counts_monthly.ci_builds",
-        "counts.count_total_create_ci_build_monthly",
     )
     assert METRICS_BY_NAME["billable_users"].introduced == "14.0"
     assert METRICS_BY_NAME["billable_users"].time_frame == "all"
@@ -527,13 +527,13 @@ def test_a_path_through_a_non_object_is_absent() -> None:
 @pytest.mark.parametrize(
     ("counts_monthly", "counts", "expected"),
     [
-        ({"ci_builds": 11}, {"count_total_create_ci_build_monthly": 22}, 11),
+        ({"ci_builds": 11}, {"count_total_create_ci_build_monthly": 22}, 22),
         ({}, {"count_total_create_ci_build_monthly": 22}, 22),
-        ({"ci_builds": None}, {"count_total_create_ci_build_monthly": 22}, 22),
+        ({"ci_builds": 11}, {"count_total_create_ci_build_monthly": None}, 11),
         ({"ci_builds": 11}, {}, 11),
     ],
 )
-def test_ci_builds_l28_falls_back_to_the_newer_key(
+def test_ci_builds_l28_prefers_the_handbooks_key(
     counts_monthly: dict, counts: dict, expected: int
 ) -> None:
     ping = parse_ping(minimal_ping(counts_monthly=counts_monthly, counts=counts))

@@ -82,7 +82,10 @@ def test_version_facts_follow_the_service_ping_key_lifetimes():
     assert old.has_md5 and not old.has_sha256
     assert METRIC_NAMES.index("billable_users") in old.missing
     both, new = version_facts("15.4.0-ee"), version_facts("17.6.2-ee")
-    assert both.has_md5 and both.has_sha256 and not both.missing
+    assert both.has_md5 and both.has_sha256
+    # L28 pipelines came with 15.10 (the metric's milestone); 15.4 sends everything else.
+    assert both.missing == (METRIC_NAMES.index("ci_internal_pipelines_l28"),)
+    assert not version_facts("15.10.0-ee").missing
     assert new.has_sha256 and not new.has_md5
     assert new.sort_key == 17_006_002
 

@@ -48,6 +48,7 @@ def healthy_metrics() -> dict[str, int | None]:
         active_users=1000,
         historical_max_users=1000,
         umau=900,
+        unique_active_users=900,
         git_operation_users=500,
         pipeline_users=500,
         ci_build_users=500,
@@ -76,6 +77,10 @@ def instance(
     licensed_seats: int | None = 1000,
     days_ago: int | None = 7,
     version: str | None = "17.3.1-ee",
+    failed: frozenset[str] = frozenset(),
+    subscription_status: str | None = "active",
+    subscription_start: date | None = None,
+    subscription_end: date | None = None,
     **metrics: int | None,
 ) -> InstanceCandidate:
     values = healthy_metrics()
@@ -98,6 +103,11 @@ def instance(
         recorded_at=recorded_at,
         version=version,
         metrics=values,
+        failed=failed,
+        subscription_name=f"A-S-{subscription_id}" if subscription_id is not None else None,
+        subscription_status=subscription_status,
+        subscription_start=subscription_start,
+        subscription_end=subscription_end,
     )
 
 
@@ -106,6 +116,9 @@ def company(
     customer_since: date | None = date(2022, 1, 1),
     sentiment: str | None = None,
     sentiment_date: date | None = None,
+    csm_owned: bool = True,
+    as_of: date = AS_OF,
+    period_start: date | None = None,
 ) -> CompanyInputs:
     return CompanyInputs(
         company_id=1,
@@ -113,7 +126,9 @@ def company(
         sentiment=sentiment,
         sentiment_date=sentiment_date,
         candidates=candidates,
-        as_of=AS_OF,
+        as_of=as_of,
+        csm_owned=csm_owned,
+        period_start=period_start,
     )
 
 
@@ -126,7 +141,7 @@ def score(*candidates: InstanceCandidate, scheme: str = HANDBOOK, **kwargs) -> S
 
 def test_default_scheme_is_the_2025_handbook_with_its_weights_and_points():
     scheme = get_scheme(DEFAULT_SCHEME)
-    assert scheme.label == "gitlab-handbook-2025@1"
+    assert scheme.label == "gitlab-handbook-2025@2"
     assert dict(scheme.color_points) == {"Red": 25, "Yellow": 63, "Green": 88}
     assert dict(scheme.product_usage_weights) == {
         "license_utilization": 30,
@@ -149,7 +164,7 @@ def test_default_scheme_is_the_2025_handbook_with_its_weights_and_points():
 
 def test_presets_are_listed_by_name_and_label():
     assert set(PRESETS) == {HANDBOOK, DBT, LEGACY}
-    assert get_scheme("gitlab-dbt-2024@1") is PRESETS[DBT]
+    assert get_scheme("gitlab-dbt-2024@2") is PRESETS[DBT]
     assert [m.key for m in PRESETS[DBT].measures_for("ci")] == ["ci_pipeline_users"]
     assert [m.key for m in PRESETS[HANDBOOK].measures_for("ci")] == ["ci_builds_per_user"]
 
@@ -197,7 +212,7 @@ COLORS = {"R": "Red", "Y": "Yellow", "G": "Green"}
 # (measure key, metrics for a count per 1,000, its two edges, the colours R/Y/G of a count just
 # below, on and just above the first edge, then the second): the value is the count / 1,000.
 SHARED_THRESHOLDS = [
-    ("user_engagement", per_billable("umau"), (500, 800), "RYYYGG"),
+    ("user_engagement", per_billable("unique_active_users"), (500, 800), "RYYYGG"),
     ("cd_deployment_users", per_billable("deployment_users"), (50, 120), "RYYYYG"),
     ("cd_deployments_per_user", per_billable("deployments_l28"), (2000, 7000), "RYYYYG"),
     ("cd_deployment_success", deployment_success, (250, 800), "RYYYYG"),
@@ -281,13 +296,19 @@ LU_TABLE = [
     (750, ("Green", "Yellow", "Red")),
     (751, ("Green", "Green", "Green")),
 ]
-# Each column at both of its ends.
-AGE_COLUMNS = [(2, 0), (5, 0), (6, 1), (8, 1), (9, 2), (40, 2)]
+# Each column at both of its ends: the handbook's start at 2, 6 and 9 whole months, the dbt
+# model's at 3, 7 and 10 month starts (the same customer-since day: the two counts agree).
+AGE_COLUMNS = {
+    HANDBOOK: [(2, 0), (5, 0), (6, 1), (8, 1), (9, 2), (40, 2)],
+    DBT: [(3, 0), (6, 0), (7, 1), (9, 1), (10, 2), (40, 2)],
+}
 
 
-@pytest.mark.parametrize("scheme", [HANDBOOK, DBT])
+@pytest.mark.parametrize(
+    ("scheme", "age", "column"),
+    [(scheme, age, column) for scheme, ages in AGE_COLUMNS.items() for age, column in ages],
+)
 @pytest.mark.parametrize(("billable", "colors"), LU_TABLE)
-@pytest.mark.parametrize(("age", "column"), AGE_COLUMNS)
 def test_license_utilization_table(scheme, billable, colors, age, column):
     expected = colors[column]
     if scheme == DBT and billable == 100:
@@ -308,9 +329,9 @@ def test_license_utilization_of_exactly_ten_percent_in_first_column(scheme, colo
     assert result.color == color
 
 
-@pytest.mark.parametrize("age", [0, 1])
-def test_license_utilization_is_too_early_before_two_months(age):
-    result = score(instance(billable_users=900), customer_since=months_before(age)).measures[
+def test_license_utilization_is_too_early_before_two_months():
+    # Younger than a month, every measure is NA (test_corrections: the first 30 days).
+    result = score(instance(billable_users=900), customer_since=months_before(1)).measures[
         "license_utilization"
     ]
     assert result.color == "NA"
@@ -379,12 +400,12 @@ def test_account_age_counts_whole_months(customer_since, months):
         (
             instance(version="13.12.0-ee", billable_users=None),
             "license_utilization",
-            "billable users not reported before 14.0",
+            "billable users not available before 14.0",
         ),
         (
             instance(version="13.12.0-ee", billable_users=None),
             "scm_git_operations",
-            "billable users not reported before 14.0",
+            "billable users not available before 14.0",
         ),
         (
             instance(version="14.5.0-ee", billable_users=None),
@@ -424,7 +445,7 @@ def test_account_age_counts_whole_months(customer_since, months):
         ),
         (
             instance(dast_scans_l28=None),
-            "devsecops_scanners_in_use",
+            "devsecops_scans_per_pipeline",
             "DAST scans (L28) not reported",
         ),
         (
@@ -474,7 +495,8 @@ def test_devsecops_na_when_the_included_instance_is_premium_despite_ultimate_els
 def test_devsecops_scored_when_any_included_instance_is_ultimate():
     card = score(instance(1, plan="premium"), instance(2, plan="ultimate", subscription_id=11))
     assert card.measures["devsecops_scanner_users"].color == "Green"
-    assert card.measures["devsecops_scanner_users"].inputs["instance_ids"] == [1, 2]
+    # ... over the Ultimate instance alone (methodology §3).
+    assert card.measures["devsecops_scanner_users"].inputs["instance_ids"] == [2]
 
 
 # --------------------------------------------------------------------------- instance selection
@@ -822,7 +844,7 @@ def test_api_health_payload_shape_and_types():
     assert list(payload) == HEALTH_API_FIELDS
     assert payload["crm_account_id"] == "0016000000ABC"
     assert payload["as_of"] == (AS_OF - timedelta(days=7)).isoformat()
-    assert payload["scheme"] == "gitlab-handbook-2025@1"
+    assert payload["scheme"] == "gitlab-handbook-2025@2"
     assert list(payload["measures"]) == HEALTH_API_MEASURES
     for measure in payload["measures"].values():
         assert list(measure) == ["color", "value", "reason"]

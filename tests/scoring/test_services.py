@@ -7,6 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from accounts.models import Company
 from instances.models import Instance, MonthlyUsage
 from scoring.methodology import score_company
 from scoring.models import MonthlyScore, SchemeChange, ScoreSnapshot
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def account():
     sub = SubscriptionFactory(licensed_seats=200, plan="premium")
-    sub.company.customer_since = timezone.now().date() - dt.timedelta(days=300)
+    # Old enough that the months this file's history tests use are past the first 30 days.
+    sub.company.customer_since = timezone.now().date() - dt.timedelta(days=400)
     sub.company.save()
     return InstanceFactory(subscription=sub, company=sub.company)
 
@@ -64,6 +66,8 @@ def test_unchanged_inputs_write_no_new_snapshot_and_a_new_ping_does(account):
 
 def test_red_sentiment_forces_overall_red(account, csm):
     from accounts.services import sentiment_set
+
+    Company.objects.filter(pk=account.company_id).update(csm=csm)  # CSM-owned: sentiment counts
 
     store_ping(account, days_ago=1, metrics={"billable_users": 190}, refresh=False)
     companies_refresh(company_ids=[account.company_id])

@@ -312,11 +312,19 @@ def test_summary_trend_compares_with_the_previous_snapshot(small, viewer):
 
 
 def test_na_measures_show_their_reason(db, viewer):
-    young = build_account("young", instances=1, pings=2, customer_since_days=20, plan="premium")
+    young = build_account("young", instances=1, pings=2, customer_since_days=45, plan="premium")
     html = _html(_client(viewer).get(reverse("account_summary", args=[young.pk])))
     assert "too early to score" in _row(html, "license_utilization")
     assert "pill pill-NA" in _row(html, "devsecops")
     assert "applies to Ultimate only" in _row(html, "devsecops")
+
+
+def test_an_account_in_its_first_30_days_says_so_on_every_product_measure(db, viewer):
+    new = build_account("brandnew", instances=1, pings=2, customer_since_days=20)
+    html = _html(_client(viewer).get(reverse("account_summary", args=[new.pk])))
+    for key in ("license_utilization", "user_engagement", "scm", "ci", "cd", "devsecops"):
+        row = _row(html, key)
+        assert "pill pill-NA" in row and "too early to score: first 30 days" in row, key
 
 
 def test_summary_lists_subscriptions_and_pending_label_changes(small, csm, viewer):

@@ -24,7 +24,7 @@ from instances.models import Instance
 from scoring.models import MonthlyScore
 from scoring.services import companies_refresh
 from tests.factories import store_ping
-from tests.web.test_c360_views import _client, _figures, build_account
+from tests.web.test_c360_views import _client, _figures, _html, build_account
 from usage_portal.web.c360 import fragment_cache as fragments
 
 SECTIONS = (
@@ -303,3 +303,59 @@ def test_admin_edits_and_deletes_of_instances_show_at_once(account, ops, rf):
     model_admin.delete_queryset(request, Instance.objects.filter(pk=inst.pk))
     account.refresh_from_db()
     assert "renamed.example.com" not in _get(client, account, "instances/")[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Instances rows: cached by what they show
+
+
+def _rows_rendered(monkeypatch) -> list:
+    """The rows ``accounts/_instance_rows.html`` renders from now on (cache misses)."""
+    from usage_portal.web.c360 import sections
+
+    rendered: list = []
+    original = sections.render_to_string
+
+    def spy(name, context=None, *args, **kwargs):
+        if name == "accounts/_instance_rows.html":
+            rendered.extend(row.instance.pk for row in context["rows"])
+        return original(name, context, *args, **kwargs)
+
+    monkeypatch.setattr(sections, "render_to_string", spy)
+    return rendered
+
+
+def test_after_a_change_only_the_rows_that_show_it_are_rendered_again(account, ops, monkeypatch):
+    client = _client(ops)
+    url = reverse("account_instances", args=[account.pk])
+    client.get(url)
+    rendered = _rows_rendered(monkeypatch)
+    first, *others = Instance.objects.filter(company=account).order_by("pk")
+    Instance.objects.filter(pk=first.pk).update(version="17.9.9-ee")
+    Company.objects.filter(pk=account.pk).touch()  # as every write does
+
+    html = _html(client.get(url))
+    assert rendered == [first.pk]  # the other rows come from the cache
+    row = re.search(rf'<tr id="instance-{first.pk}".*?</tr>', html, re.S).group(0)
+    assert "17.9.9-ee" in row
+    assert all(f'id="instance-{o.pk}"' in html for o in others)
+
+
+def test_a_pending_change_re_renders_its_row_with_the_note(account, csm, monkeypatch):
+    client = _client(csm)
+    url = reverse("account_instances", args=[account.pk])
+    client.get(url)
+    rendered = _rows_rendered(monkeypatch)
+    target = Instance.objects.filter(company=account).order_by("pk").last()
+    label_change_request(instance=target, field="instance_type", value="obsolete", by=csm)
+
+    html = _html(client.get(url))
+    assert rendered == [target.pk]
+    row = re.search(rf'<tr id="instance-{target.pk}".*?</tr>', html, re.S).group(0)
+    assert "pending-note" in row and "Obsolete" in row
+
+
+def test_rows_are_not_shared_between_people_who_may_and_may_not_label(account, csm, viewer):
+    url = reverse("account_instances", args=[account.pk])
+    assert "Edit</a>" in _html(_client(csm).get(url))
+    assert "Edit</a>" not in _html(_client(viewer).get(url))

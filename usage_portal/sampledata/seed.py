@@ -26,7 +26,7 @@ from instances.parsing import parse_ping
 from instances.saas import parse_saas_row
 from instances.services.inputs import PingInput
 from instances.services.store import pings_store
-from scoring.services import companies_recompute_all
+from scoring.services import companies_recompute_all, scheme_version_sync
 
 from .demo import DEMO_PEOPLE, build_book, iter_ping_kwargs, iter_saas_rows
 from .payloads import build_payload
@@ -54,6 +54,8 @@ def demo_book_seed(*, companies: int, weeks: int, password: str) -> DemoSeedSumm
     stored, duplicates = _pings(book)
     _labels(book, users)
     _sentiment(book, users)
+    # A book seeded by an older release: its scores were computed under older rules.
+    scheme_version_sync()
     scored = companies_recompute_all(reason="seed_demo")
     return DemoSeedSummary(
         companies=len(book.companies),

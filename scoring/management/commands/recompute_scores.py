@@ -3,7 +3,12 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import Company
-from scoring.services import active_scheme, companies_recompute_all, companies_refresh
+from scoring.services import (
+    active_scheme,
+    companies_recompute_all,
+    companies_refresh,
+    scheme_version_sync,
+)
 
 
 class Command(BaseCommand):
@@ -23,7 +28,11 @@ class Command(BaseCommand):
         started = time.monotonic()
         scheme = active_scheme()
         if all:
-            count = companies_recompute_all(reason="recompute_scores --all", history=history)
+            # Scores of an older rule version: recorded as a scheme change, history rebuilt.
+            if scheme_version_sync() is not None:
+                count = Company.objects.count()
+            else:
+                count = companies_recompute_all(reason="recompute_scores --all", history=history)
         else:
             found = set(Company.objects.filter(id__in=company).values_list("id", flat=True))
             missing = sorted(set(company) - found)

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from instances.models import Instance
-from scoring.methodology import account_age_months
+from scoring.methodology import account_age, account_age_months
 from scoring.schemes import OVERALL_GROUP_LABELS, USE_CASE_LABELS, Scheme
 from scoring.scorecard import MeasureResult, Scorecard
 from usage_portal.web.c360.selectors import scheme_for
@@ -67,6 +67,7 @@ class Explanation:
     pings: tuple[PingRef, ...] = ()
     account_age_months: int | None = None
     parts: tuple[tuple[str, str], ...] = ()  # roll-ups: (what, value) lines
+    notes: tuple[str, ...] = ()  # how the engine read its inputs, where that is not obvious
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,19 @@ def _explain_measure(
         instances=used_instances,
         pings=tuple(used_pings),
         account_age_months=inputs.get("account_age_months"),
+        notes=_notes(inputs),
     )
+
+
+def _notes(inputs: Mapping[str, Any]) -> tuple[str, ...]:
+    notes = []
+    if plans := inputs.get("plan_only"):
+        names = " or ".join(p.title() for p in plans)
+        notes.append(f"Computed over the {names} instances only; the others do not dilute it.")
+    if unknown := inputs.get("unknown_metrics"):
+        names = ", ".join(metric_ref(m).label for m in unknown)
+        notes.append(f"Unknown, so counted as not in use: {names}.")
+    return tuple(notes)
 
 
 def _points_text(value: float | None) -> str:
@@ -231,7 +244,11 @@ def explain_scorecard(
         scheme=card.scheme,
         as_of=card.as_of,
         computed_for=card.computed_for,
-        account_age_months=account_age_months(customer_since, card.computed_for),
+        account_age_months=(
+            account_age(customer_since, card.computed_for, scheme)
+            if scheme
+            else account_age_months(customer_since, card.computed_for)
+        ),
         overall=_explain_rollup(overall, overall_parts),
         product_usage=_explain_rollup(
             product, _weights_parts(product.inputs, "component_points", USE_CASE_LABELS)

@@ -11,7 +11,24 @@ from collections.abc import Iterable
 
 from usage_portal.web.c360.selectors import MONTHS_SHOWN, MonthlyHistory
 
-FAQ_HINTS: tuple[tuple[str, str], ...] = (
+FAQ_HINTS: tuple[tuple[str, str], ...] = (  # the first whose words the reason holds wins
+    (
+        "on an active subscription",
+        "Usage counts only while it is tied to an active subscription, and every production "
+        "instance's subscription has ended or not started yet: check its dates in the CRM "
+        "(renewals map to a new subscription).",
+    ),
+    (
+        "first 30 days",
+        "GitLab leaves every product measure empty for an account's first 30 days; scores "
+        "start once the account is a month old. CSM sentiment counts from day one.",
+    ),
+    (
+        "failure value",
+        "The instance sent one of GitLab's failure values (-1, -2, -3, -1000) for this metric: "
+        "it could not compute it. The instance's Service Ping error reports, under Data "
+        "quality, usually say why; a timeout on a large instance is the common cause.",
+    ),
     (
         "no Production instance",
         "None of this account's instances is labeled Production, or every one is Opt-Out. Label "
@@ -19,7 +36,7 @@ FAQ_HINTS: tuple[tuple[str, str], ...] = (
         "types appear only in the NOT Production Instance Usage report.",
     ),
     (
-        "not reported before 14.0",
+        "billable users not available before 14.0",
         "Billable users were instrumented in GitLab 14.0: on older versions billable users, "
         "License Utilization and every ratio over billable users are NULL until the instance "
         "is upgraded.",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -80,6 +80,41 @@ def cached(company: Company, part: str, build: Callable[[], T], *variant) -> T:
     except Exception:
         logger.warning("C360 cache unavailable; not keeping %s", name, exc_info=True)
     return value
+
+
+def cached_pieces(kind: str, pieces: Sequence[tuple[object, Callable[[], str]]]) -> list[str]:
+    """HTML pieces keyed by everything they show: ``(signature, build)`` pairs, built if missing.
+
+    A piece's key is a digest of its ``signature`` (every value its markup prints), so an entry
+    is never stale and outlives account versions: after a ping, the Instances table re-renders
+    one row, not 81. One ``get_many`` for all pieces; a failing cache builds them all.
+    """
+    seconds = settings.C360_CACHE_SECONDS
+    if seconds <= 0:
+        return [build() for _, build in pieces]
+    language = get_language()
+    names = [
+        f"c360:{code_version()}:{kind}:"
+        + hashlib.blake2b(repr((signature, language)).encode(), digest_size=16).hexdigest()
+        for signature, _ in pieces
+    ]
+    try:
+        hits = cache.get_many(names)
+    except Exception:
+        logger.warning("C360 cache unavailable; building every %s", kind, exc_info=True)
+        hits = {}
+    out, fresh = [], {}
+    for name, (_, build) in zip(names, pieces, strict=True):
+        html = hits.get(name)
+        if html is None:
+            html = fresh[name] = build()
+        out.append(html)
+    if fresh:
+        try:
+            cache.set_many(fresh, seconds)
+        except Exception:
+            logger.warning("C360 cache unavailable; not keeping %s pieces", kind, exc_info=True)
+    return out
 
 
 def csrf_fill(html: str, request) -> SafeString:

@@ -11,17 +11,19 @@ apply now), which the views also put in the cache key; the CSRF token is
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import InitVar, dataclass, field
 from datetime import date, timedelta
 from urllib.parse import quote
 
+import orjson
 from django.http import Http404
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import json_script
-from django.utils.safestring import SafeString
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
 
 from accounts.models import Company, SubscriptionStatus
 from instances.models import InstanceType
@@ -38,11 +40,24 @@ def as_of_title(title: str, as_of: date | None) -> str:
     return f"{title} · data as of {as_of:%-d %b %Y}" if as_of else title
 
 
+# As django.utils.html.json_script escapes: nothing in the JSON can close the <script>.
+_JSON_SCRIPT_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}
+
+
+def figure_script(figure: dict, element_id: str) -> SafeString:
+    """``json_script`` with orjson: 1.0 ms instead of 4.5 ms for the NOT Production figure of
+    81 lines (in-process, the bench book's largest account). Figures hold only JSON types."""
+    text = orjson.dumps(figure).decode().translate(_JSON_SCRIPT_ESCAPES)
+    return format_html(
+        '<script id="{}" type="application/json">{}</script>', element_id, mark_safe(text)
+    )
+
+
 @dataclass(frozen=True)
 class ChartBlock:
     """One chart on a page, with the data behind it as a table (also for screen readers).
 
-    The table's HTML (``accounts/_data_table.html``) and the figure's ``<script
+    The table's HTML (``datatables.table_html``) and the figure's ``<script
     type="application/json">`` are written once, here, and only they are kept: a cached block
     costs nothing more to print, nor twice the space. No ``figure_script`` means nothing to draw
     (``empty`` says why).
@@ -62,7 +77,7 @@ class ChartBlock:
         if rows:
             object.__setattr__(self, "table_html", tables.table_html(headers, rows))
         if figure and figure.get("data"):
-            script = json_script(figure, f"{self.chart_id}-data")
+            script = figure_script(figure, f"{self.chart_id}-data")
             object.__setattr__(self, "figure_script", script)
 
 
@@ -426,6 +441,47 @@ def label_history(changes: Sequence[ChangeView], *, show_instance: bool) -> Safe
     )
 
 
+def _row_signature(row: InstanceRow, stale_days: int, back: str) -> tuple:
+    """Every value ``accounts/_instance_rows.html`` prints for ``row`` (its cache key)."""
+    i = row.instance
+    sub = i.subscription
+    return (
+        stale_days,
+        back,
+        i.pk,
+        row.name,
+        row.kind_label,
+        row.type_label,
+        row.inclusion_label,
+        i.identity,
+        i.instance_type,
+        i.version,
+        (sub.name, sub.get_plan_display()) if sub else None,
+        row.first_ping_text,
+        row.last_ping_text,
+        row.status,
+        row.edit_url,
+        row.usage_url,
+        row.is_stale,
+        tuple(
+            (field, n.apply_url, n.change.pk, n.change.field_label, n.change.new_label)
+            + (
+                n.change.when["effective"],
+                n.change.change.effective_at,
+                str(n.change.change.instance),
+            )
+            for field, n in sorted(row.pending.items())
+        ),
+        tuple(c.summary for c in row.history),
+    )
+
+
+def _note_signature(field: str, note: PendingNote) -> tuple:
+    c = note.change
+    when = c.change.effective_at
+    return (field, note.apply_url, c.pk, c.instance_id, c.field_label, c.new_label, when)
+
+
 def instances_parts(
     company: Company, *, can_label: bool, can_apply: bool, back: str, stale_days: int
 ) -> dict:
@@ -458,18 +514,14 @@ def instances_parts(
         )
         for i in items
     ]
-    rows_html = ""
-    if rows:
-        # The request's CSRF token goes in when the rows are served (fragments.csrf_fill).
-        rows_html = render_to_string(
-            "accounts/_instance_rows.html",
-            {
-                "rows": rows,
-                "stale_days": stale_days,
-                "csrf_value": fragments.CSRF_PLACEHOLDER,
-                "back": back,
-            },
-        )
+    # The request's CSRF token goes in when the rows are served (fragments.csrf_fill).
+    context = {"stale_days": stale_days, "csrf_value": fragments.CSRF_PLACEHOLDER, "back": back}
+
+    def row_html(row: InstanceRow) -> str:
+        return render_to_string("accounts/_instance_rows.html", {**context, "rows": [row]})
+
+    pieces = [(_row_signature(r, stale_days, back), functools.partial(row_html, r)) for r in rows]
+    rows_html = mark_safe("".join(fragments.cached_pieces("instance-row", pieces)))  # noqa: S308
     names = {pk: str(i) for pk, i in by_id.items()}
     return {
         "rows_html": rows_html,

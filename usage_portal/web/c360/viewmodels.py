@@ -25,7 +25,7 @@ from instances.models import (
     LabelChange,
     LabelField,
 )
-from scoring.methodology import health_exclusion, select_instances
+from scoring.methodology import NO_PING, health_exclusion, select_instances
 from scoring.schemes import LICENSED_SEATS, USE_CASE_LABELS, MeasureSpec, Scheme
 from scoring.scorecard import InstanceCandidate, MeasureResult, Scorecard
 
@@ -249,6 +249,10 @@ def _candidates(instances: Sequence[Instance]) -> list[InstanceCandidate]:
                 recorded_at=i.last_ping_at,
                 version=i.version,
                 metrics={},
+                subscription_name=sub.name if sub else None,
+                subscription_status=sub.status if sub else None,
+                subscription_start=sub.start_date if sub else None,
+                subscription_end=sub.end_date if sub else None,
             )
         )
     return out
@@ -294,7 +298,7 @@ def _exclusion_status(instance: Instance, reason: str) -> HealthStatus:
     if by_labels is not None:
         label = TYPE_LABELS.get(instance.instance_type, instance.instance_type)
         return HealthStatus("excluded", f"{label}: not in health measures")
-    if instance.last_ping_at is None:
+    if reason == NO_PING:
         return HealthStatus("waiting", "counts once it sends a usage ping")
     return HealthStatus("excluded", reason)
 
@@ -364,6 +368,16 @@ class ChangeView:
     @property
     def requested_on(self) -> str:
         return day_text(self.change.requested_at)
+
+    @property
+    def summary(self) -> str:
+        """One line for an instance's menu: "5 Dec 2026: Instance type Unknown → Production by
+        csm1 (applied)". A string (escaped where shown): the largest account shows ~400."""
+        change = self.change
+        return (
+            f"{self.requested_on}: {self.field_label} {self.old_label} → {self.new_label} "
+            f"by {change.author} ({change.get_status_display().lower()})"
+        )
 
     @property
     def pk(self) -> int:
@@ -481,6 +495,8 @@ class OutsideRow:
     share: str  # its billable users as a share of the Production instances'
     selected: bool
     edit_url: str | None
+    identity: str = ""
+    last_ping_text: str = ""
 
     @classmethod
     def of(
@@ -506,6 +522,8 @@ class OutsideRow:
             else "—",
             selected=selected,
             edit_url=edit_url,
+            identity=i.identity,
+            last_ping_text=day_text(i.last_ping_at),
         )
 
 

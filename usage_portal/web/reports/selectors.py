@@ -30,7 +30,7 @@ from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 
-from accounts.models import CSM_OWNED_SEGMENTS, Company, Deployment, Subscription
+from accounts.models import Company, Deployment, Subscription, csm_owned_q
 from instances.models import Instance, InstanceKind, InstanceType, RejectedPayload, UsagePing
 from instances.versions import Release, release_of
 from scoring.services import stale_ping_days
@@ -105,9 +105,7 @@ def _account_billable_users(cutoff: datetime) -> Subquery:
 
 def csm_owned_unknown_instances() -> QuerySet[Instance]:
     """Unknown instances on CSM-owned accounts (Strategic/Growth with a CSM)."""
-    return Instance.objects.unknown().filter(
-        company__segment__in=CSM_OWNED_SEGMENTS, company__csm__isnull=False
-    )
+    return Instance.objects.unknown().filter(csm_owned_q("company__"))
 
 
 def burndown_instances(now: datetime | None = None) -> QuerySet[Instance]:
