@@ -54,6 +54,11 @@ def can_edit(user, company) -> bool:
     return can_label(user, company) and can_set_sentiment(user, company)
 
 
+def can_close_alert(user, company) -> bool:
+    """Whether ``user`` may close a health-drop alert on ``company`` (its CSM, or ops)."""
+    return can_change(user, company, SENTIMENT)
+
+
 def can_map_licenses(user) -> bool:
     """Ops: may map a license to a subscription (Data quality, the admin)."""
     return _active(user) and user.has_perm(MAP_LICENSES)

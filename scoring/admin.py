@@ -3,7 +3,14 @@ from django.contrib import admin, messages
 
 from instances.admin import ReadOnlyAdmin
 
-from .models import MonthlyScore, SchemeChange, ScoreSnapshot, ScoringConfig
+from .models import (
+    HealthAlert,
+    HealthAlertEvent,
+    MonthlyScore,
+    SchemeChange,
+    ScoreSnapshot,
+    ScoringConfig,
+)
 from .schemes import PRESETS
 from .services import companies_recompute_all, scheme_set
 
@@ -70,3 +77,26 @@ class MonthlyScoreAdmin(ReadOnlyAdmin):
     list_select_related = ("company",)
     raw_id_fields = ("company",)
     show_full_result_count = False
+
+
+class HealthAlertEventInline(admin.TabularInline):
+    model = HealthAlertEvent
+    extra = 0
+    can_delete = False
+    fields = ("at", "kind", "from_color", "to_color", "by", "note")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(HealthAlert)
+class HealthAlertAdmin(ReadOnlyAdmin):
+    """Every drop on every account, with its audit trail; closed from the worklist (a note)."""
+
+    list_display = ("company", "measure", "status", "from_color", "to_color", "raised_at")
+    list_filter = ("status", "measure", "to_color")
+    search_fields = ("company__name", "company__crm_account_id")
+    list_select_related = ("company",)
+    raw_id_fields = ("company", "snapshot")
+    inlines = [HealthAlertEventInline]

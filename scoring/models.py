@@ -7,6 +7,8 @@ from django.utils import timezone
 
 from accounts.models import Company
 
+from .drops import MEASURE_LABELS
+
 COLORS = ("Red", "Yellow", "Green", "NA")
 
 
@@ -127,3 +129,88 @@ class MonthlyScore(ScoreColumns):
 
     def __str__(self) -> str:
         return f"{self.company} {self.month:%Y-%m}"
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+
+
+class HealthAlert(models.Model):
+    """A health drop on a CSM-owned account (GitLab's "Drop CTA"): one open per measure.
+
+    Raised by the scoring worker in the transaction that stores the score that dropped; a
+    further drop updates it, a recovery closes it with the reason, a CSM may close it with a
+    note. ``events`` is its audit trail.
+    """
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="health_alerts")
+    measure = models.CharField(max_length=32)
+    status = models.CharField(max_length=8, choices=AlertStatus.choices, default=AlertStatus.OPEN)
+    from_color = models.CharField(max_length=8, help_text="The colour it dropped from")
+    to_color = models.CharField(max_length=8, help_text="Its colour now (the lowest seen)")
+    raised_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    close_reason = models.CharField(max_length=500, blank=True)
+    snapshot = models.ForeignKey(
+        "ScoreSnapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    digested_on = models.DateField(
+        null=True, blank=True, help_text="The day its CSM's digest e-mail named it"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["company", "measure"],
+                condition=Q(status="open"),
+                name="one_open_alert_per_measure",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "-raised_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.company_id} {self.measure} {self.from_color}→{self.to_color}"
+
+    @property
+    def measure_label(self) -> str:
+        return MEASURE_LABELS.get(self.measure, self.measure)
+
+
+class HealthAlertEvent(models.Model):
+    """The audit trail of an alert: raised, worsened, recovered, closed (by whom, why)."""
+
+    alert = models.ForeignKey(HealthAlert, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=16)
+    from_color = models.CharField(max_length=8, blank=True)
+    to_color = models.CharField(max_length=8, blank=True)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.from_color}→{self.to_color} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class DigestSent(models.Model):
+    """One row per CSM and day: the daily drop digest is sent at most once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    alerts = models.PositiveIntegerField(default=0)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "day"], name="one_digest_a_day")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.day}"

@@ -22,6 +22,7 @@ from accounts.models import Company, is_csm_owned
 from instances.metrics import FAILED_FIELD, METRIC_NAMES, failed_names
 from instances.models import Instance, MonthlyUsage, UsagePing
 
+from . import alerts
 from .methodology import included_totals, score_company
 from .models import MonthlyScore, SchemeChange, ScoreSnapshot, ScoringConfig
 from .schemes import DEFAULT_SCHEME, Scheme, get_scheme
@@ -240,11 +241,13 @@ def _score(company_ids: Sequence[int], *, scheme: Scheme, as_of: date, reason: s
 
 def _score_locked(company_ids: Sequence[int], *, scheme: Scheme, as_of: date, reason: str) -> int:
     inputs = load_inputs(company_ids, as_of=as_of)
-    current = dict(
-        ScoreSnapshot.objects.filter(company_id__in=company_ids, is_current=True).values_list(
-            "company_id", "inputs_hash"
+    previous = {
+        row["company_id"]: row
+        for row in ScoreSnapshot.objects.filter(company_id__in=company_ids, is_current=True).values(
+            "inputs_hash", *alerts.PREVIOUS_FIELDS
         )
-    )
+    }
+    current = {cid: row["inputs_hash"] for cid, row in previous.items()}
     now = timezone.now()
     new = []
     for cid, company_inputs in inputs.items():
@@ -268,6 +271,8 @@ def _score_locked(company_ids: Sequence[int], *, scheme: Scheme, as_of: date, re
             is_current=False
         )
         ScoreSnapshot.objects.bulk_create(new, batch_size=500)
+        # In this transaction: an alert exists exactly when the score that dropped does.
+        alerts.alerts_follow(previous=previous, written=new)
         Company.objects.filter(id__in=changed).touch()  # rows locked above: the cache version
     return len(new)
 

@@ -4,7 +4,7 @@ from datetime import date
 
 from celery import shared_task
 
-from scoring import exports, services
+from scoring import alerts, exports, services
 
 RETRY = {"autoretry_for": services.RETRYABLE_ERRORS, "max_retries": 3, "retry_backoff": True}
 
@@ -43,3 +43,9 @@ def scheme_version_sync() -> bool:
 @shared_task(acks_late=True, **RETRY)
 def export_instance_types() -> str:
     return str(exports.instance_types_export_write())
+
+
+@shared_task(acks_late=True, **RETRY)
+def send_drop_digests() -> int:
+    """Each CSM's new health drops by e-mail; a rerun the same day sends nothing again."""
+    return alerts.drop_digests_send()

@@ -105,6 +105,7 @@ def test_celery_beat_schedule_declares_every_periodic_job():
         "scoring.tasks.recompute_all",
         "scoring.tasks.export_instance_types",
         "instances.tasks.purge_raw_payloads",
+        "scoring.tasks.send_drop_digests",
     }
     from usage_portal.celery import app
 

@@ -279,7 +279,28 @@ CELERY_BEAT_SCHEDULE = {
         "task": "instances.tasks.purge_raw_payloads",
         "schedule": crontab(hour=2, minute=30),
     },
+    "drop-digests": {  # each CSM's new health drops, once a day (idempotent per CSM and day)
+        "task": "scoring.tasks.send_drop_digests",
+        "schedule": crontab(hour=env_int("DROP_DIGEST_HOUR", 7), minute=0),
+    },
 }
+
+# E-mail (the daily drop digest): SMTP when EMAIL_HOST is set, else printed to the console.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "usage-portal@localhost")
+#: Where people reach the portal, for links in e-mails.
+PORTAL_URL = os.environ.get("PORTAL_URL", "http://127.0.0.1:8000").rstrip("/")
 
 DJANGO_TABLES2_TEMPLATE = "partials/table.html"
 DJANGO_TABLES2_TABLE_ATTRS = {"class": "table"}

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from usage_portal.web.alerts import views as alerts
 from usage_portal.web.api import views as api
 from usage_portal.web.c360 import views as c360
 from usage_portal.web.dashboard import views as scoring_views
@@ -31,6 +32,9 @@ urlpatterns = [
     path(
         "label-changes/<int:change_id>/apply/", c360.label_change_apply_now, name="label_apply_now"
     ),
+    # Health drops
+    path("alerts/", alerts.worklist, name="alerts"),
+    path("alerts/<int:alert_id>/close/", alerts.close, name="alert_close"),
     # Reports
     path("burndown/", reports.burndown, name="burndown"),
     path("reports/versions/", reports.versions, name="versions_report"),

@@ -189,3 +189,41 @@ def test_new_ping_updates_the_company_scores_within_seconds(account, worker):
     took = wait_for(lambda: lu(account) == pytest.approx(0.9), timeout=10)
     assert took is not None, worker.log.read_text()
     assert took < 5
+
+
+def test_a_drop_is_raised_by_the_worker_with_the_score_that_dropped(account, worker, csm):
+    """PostgreSQL + Redis + a real worker: the alert is written in the scoring transaction."""
+    from accounts.models import Company
+    from scoring.models import HealthAlert
+
+    Company.objects.filter(pk=account.company_id).update(csm=csm, segment="Strategic")
+    Instance.objects.filter(pk=account.pk).update(instance_type="production")
+    store_ping(
+        account,
+        recorded_at=timezone.now() - dt.timedelta(hours=2),
+        metrics={"billable_users": 90},
+        refresh=False,
+    )
+    companies_refresh(company_ids=[account.company_id])
+    assert (
+        ScoreSnapshot.objects.get(
+            company_id=account.company_id, is_current=True
+        ).license_utilization_color
+        == "Green"
+    )
+    worker.start()
+    store_ping(account, recorded_at=timezone.now(), metrics={"billable_users": 50})  # Red
+    took = wait_for(
+        lambda: HealthAlert.objects.filter(company_id=account.company_id).exists(), timeout=10
+    )
+    assert took is not None, worker.log.read_text()
+    alert = HealthAlert.objects.get(company_id=account.company_id)
+    current = ScoreSnapshot.objects.get(company_id=account.company_id, is_current=True)
+    # Seen together or not at all: the alert names the very snapshot that dropped.
+    assert (alert.measure, alert.from_color, alert.to_color) == (
+        "license_utilization",
+        "Green",
+        "Red",
+    )
+    assert alert.snapshot_id == current.pk and current.license_utilization_color == "Red"
+    assert took < 5

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from django.db.models import Count, F
+from django.db.models import Count, F, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -24,7 +25,7 @@ from accounts.models import Company, SubscriptionStatus
 from instances.metrics import METRIC_NAMES
 from instances.models import Instance, InstanceType, LabelChange, MonthlyUsage, UsagePing
 from scoring.methodology import sum_or_none
-from scoring.models import MonthlyScore, SchemeChange, ScoreSnapshot
+from scoring.models import AlertStatus, HealthAlert, MonthlyScore, SchemeChange, ScoreSnapshot
 from scoring.schemes import Scheme, get_scheme
 from usage_portal.web.c360.charts import Marker
 
@@ -42,8 +43,19 @@ def scheme_for(label: str | None) -> Scheme | None:
 
 
 def company_get(pk: int) -> Company:
-    """The account with its CSM and sentiment author, or 404."""
-    return get_object_or_404(Company.objects.select_related("csm", "sentiment_by"), pk=pk)
+    """The account with its CSM, sentiment author and open health drops (the header's badge),
+    or 404: one query."""
+    open_drops = (
+        HealthAlert.objects.filter(company=OuterRef("pk"), status=AlertStatus.OPEN)
+        .order_by()
+        .values("company")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    companies = Company.objects.select_related("csm", "sentiment_by").annotate(
+        open_drops=Coalesce(Subquery(open_drops, output_field=IntegerField()), 0)
+    )
+    return get_object_or_404(companies, pk=pk)
 
 
 def snapshots_recent(company: Company) -> tuple[ScoreSnapshot | None, ScoreSnapshot | None]:

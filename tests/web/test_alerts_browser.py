@@ -1,0 +1,59 @@
+"""The health-drop worklist in a real browser: a CSM sees the drop on the account they own,
+follows the C360 badge to it, closes it with a note. Screenshots: /tmp/alerts_<width>.png."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import Company
+from scoring.models import HealthAlert
+from scoring.services import companies_refresh
+from tests.conftest import login
+from tests.factories import InstanceFactory, SubscriptionFactory, store_ping
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def drop(transactional_db, csm):
+    sub = SubscriptionFactory(licensed_seats=100, company__name="Globex Dropping")
+    Company.objects.filter(pk=sub.company_id).update(
+        csm=csm, segment="Strategic", customer_since=timezone.now().date() - dt.timedelta(days=400)
+    )
+    instance = InstanceFactory(subscription=sub, company=sub.company)
+    for days, billable in ((3, 90), (1, 55)):  # LU Green, then Red
+        store_ping(
+            instance,
+            recorded_at=timezone.now() - dt.timedelta(days=days),
+            metrics={"billable_users": billable},
+            refresh=False,
+        )
+        companies_refresh(company_ids=[sub.company_id], history=False)
+    return HealthAlert.objects.get(company_id=sub.company_id)
+
+
+def test_a_csm_follows_the_badge_and_closes_the_drop_with_a_note(page, drop, csm):
+    login(page, csm.username)
+    page.goto(f"{page.base_url}/accounts/{drop.company_id}/")
+    page.click('[data-testid="drop-badge"]')
+    page.wait_for_load_state("networkidle")
+    assert page.locator("h1").inner_text() == "Health drops"
+    row = page.locator(f"#alert-{drop.pk}")
+    assert "Globex Dropping" in row.inner_text() and "License Utilization" in row.inner_text()
+    for width in (1440, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.reload()
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=f"/tmp/alerts_{width}.png", full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    page.set_viewport_size({"width": 1440, "height": 900})
+    row.locator("input[name=note]").fill("Seats cut at renewal; champion confirmed")
+    row.locator("button[type=submit]").click()
+    page.wait_for_load_state("networkidle")
+    assert "Closed the License Utilization drop on Globex Dropping." in page.content()
+    assert page.locator(f"#alert-{drop.pk}").count() == 0
+    drop.refresh_from_db()
+    assert drop.status == "closed" and drop.closed_by == csm

@@ -1,0 +1,1 @@
+"""Health-drop alerts: the CSM's worklist and closing an alert with a note."""
