@@ -131,6 +131,17 @@ def test_ci_builds_move_to_the_newer_key_from_17_5(full_size: bool) -> None:
     assert through_the_wire(new).metrics["ci_builds_l28"] == ci_builds_l28
 
 
+def test_also_send_adds_a_second_key_for_one_metric_and_the_parser_prefers_the_handbooks() -> None:
+    ci_builds_l28 = sample_metrics()["ci_builds_l28"]
+    both = build(
+        "17.4.0-ee", also_send={"counts.count_total_create_ci_build_monthly": ci_builds_l28 + 5}
+    )
+    assert both["counts_monthly"]["ci_builds"] == ci_builds_l28
+    assert both["counts"]["count_total_create_ci_build_monthly"] == ci_builds_l28 + 5
+    assert "ci_builds" in both["counts"]  # the rest of the payload is the version's own
+    assert through_the_wire(both).metrics["ci_builds_l28"] == ci_builds_l28 + 5
+
+
 def test_unknown_metrics_are_sent_as_the_sentinel_and_read_back_as_null() -> None:
     payload = build("16.5.0-ee", metrics={"umau": None, "active_users": 12}, licensed_users=None)
     assert payload["usage_activity_by_stage_monthly"]["manage"]["events"] == -1

@@ -3,13 +3,21 @@
 Pure data (no database): ``build_book`` lays the book out with the shared shapes and rules of
 ``shapes``, and ``iter_ping_kwargs`` / ``iter_saas_rows`` turn its instances into weekly pings
 and SaaS export rows. ``seed`` feeds them through the real CRM import and ping ingest paths.
+
+A few accounts are showcases of version 2 of the presets (methodology §12): each is an account a
+CSM meets in real books, shaped so that one of the nine corrections changes a colour on it (see
+``SHOWCASES``). No account pings before it became a customer, nor later than now: the newest
+pings are yesterday's.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from instances.versions import parse_version
 
 from . import shapes
 
@@ -20,6 +28,47 @@ DEMO_PEOPLE = shapes.logins(
     shapes.PersonSpec("csm3", "Jordan", "Lee", "CSM"),
 )
 DEMO_CSMS = tuple(p.username for p in DEMO_PEOPLE if p.role == "CSM")
+
+# The showcases of version 2 (methodology §12), by their index in the book. Correction 1 (User
+# Engagement reads unique active users) needs none: it shows wherever UMAU and unique active
+# users fall in different bands (Cyberdyne Systems, Dunder Paper, Nakatomi Trading, ...).
+BOTH_CI_BUILD_KEYS = 11  # Vandelay Imports: its 17.x instance sends both CI-builds keys (#2)
+NEWEST_CUSTOMER = 12  # Wonka Confectionery: signed two weeks ago (#4)
+SCAN_FAILURES = 20  # Monarch Solutions: two scan counts fail (-1) on its big instance (#5, #7)
+LAPSED_SUBSCRIPTION = 30  # Sterling Cooper: a regional instance's subscription ended (#3)
+OPS_SENTIMENT = 34  # Duff Brewing: a Scale account whose sentiment Ops recorded (#8)
+SECOND_PLAN = 36  # Buy n Large: a division on Premium beside the Ultimate instance (#6)
+FIRST_OF_THE_MONTH = 46  # Encom: customer since the 1st of the month, six months ago (#9)
+SHOWCASES = {  # correction → account
+    2: BOTH_CI_BUILD_KEYS,
+    3: LAPSED_SUBSCRIPTION,
+    4: NEWEST_CUSTOMER,
+    # The failure value named; an unsent key shows in colour on Initech (13.12, no L28 pipelines).
+    5: SCAN_FAILURES,
+    6: SECOND_PLAN,
+    7: SCAN_FAILURES,
+    8: OPS_SENTIMENT,
+    9: FIRST_OF_THE_MONTH,
+}
+#: The versions assumed to send both CI-builds keys: the handbook's
+#: ``counts.count_total_create_ci_build_monthly`` beside ``counts_monthly.ci_builds``, which 17.5
+#: dropped. An assumption (when the handbook's key first came is not recorded here), and only
+#: the ``BOTH_CI_BUILD_KEYS`` instance sends both: every other instance sends one key or the other.
+BOTH_CI_BUILD_KEYS_VERSIONS = ((17, 0, 0), (17, 5, 0))
+#: The CI builds the handbook's key counts on that instance, per build of the other key: the two
+#: counters are collected differently (an internal event, a database count) and disagree there.
+HANDBOOK_CI_BUILDS_RATIO = 1.2
+#: The scan counts that fail on the ``SCAN_FAILURES`` instance: its database is large enough that
+#: GitLab's batch counts for them time out, and the ping reports the failure value -1.
+FAILING_SCANS = ("container_scanning_scans_l28", "api_fuzzing_scans_l28")
+
+
+@dataclass
+class DemoInstance(shapes.InstanceSpec):
+    """An instance of the demo book, with what only its showcases do."""
+
+    failing: tuple[str, ...] = ()  # metrics it reports GitLab's failure value (-1) for
+    handbook_ci_builds_ratio: float = 0.0  # > 0: also sends the handbook's CI-builds key
 
 
 def build_book(
@@ -32,12 +81,18 @@ def build_book(
 ) -> shapes.Book:
     """A book whose shape covers every case the product must show (see ``seed_demo``)."""
     rng = random.Random(seed)
-    book = shapes.Book([], [], [], weeks, end or date.today())
+    # The newest pings are yesterday's, so that none is later than now whatever its hour.
+    book = shapes.Book([], [], [], weeks, end or date.today() - timedelta(days=1))
+    scored_on = book.end + timedelta(days=1)  # the day the seeded book is scored: today
     for i in range(companies):
         # Most accounts are years old; every 13th is a new customer ("too early to score").
         since = shapes.customer_since(
             rng, new=i % 13 == 12, start=book.start, end=book.end, max_days=900
         )
+        if i == NEWEST_CUSTOMER:
+            since = scored_on - timedelta(days=14)
+        elif i == FIRST_OF_THE_MONTH:
+            since = _month_start(scored_on, months_back=6)
         company = shapes.company_spec(
             i,
             crm_account_id=f"0016100000{i:06d}",
@@ -46,6 +101,10 @@ def build_book(
             trend=shapes.TRENDS[i % 3],
             sentiment_turn=i,
         )
+        if i == OPS_SENTIMENT:
+            # No CSM owns a Scale account; Ops recorded this one after a support escalation.
+            company.sentiment = "Red"
+            company.sentiment_note = "Support escalation: the 17.1 upgrade is stuck on a migration."
         book.companies.append(company)
 
         deployment = "saas" if i % 7 == 3 else "self-managed"
@@ -53,8 +112,68 @@ def build_book(
         sub = book.add_subscription(
             rng, company, 10000000 + i * 10, shapes.plan_for(i), seats, deployment
         )
-        book.instances.extend(_instances_for(rng, i, company, sub, weeks))
+        instances = _instances_for(rng, i, company, sub, weeks)
+        instances += _showcase_instances(book, i, company, sub, scored_on)
+        # Nobody pings before they became a customer.
+        onboarded = _first_week_from(book, since)
+        for spec in instances:
+            spec.first_week = max(spec.first_week, onboarded)
+        book.instances.extend(instances)
     return book
+
+
+def _month_start(day: date, *, months_back: int = 0) -> date:
+    """The first day of ``day``'s month, ``months_back`` months earlier."""
+    months = day.year * 12 + day.month - 1 - months_back
+    return date(months // 12, months % 12 + 1, 1)
+
+
+def _first_week_from(book: shapes.Book, day: date) -> int:
+    """The first week of the book whose ping date is on or after ``day``."""
+    return next((w for w, d in enumerate(book.week_dates()) if d >= day), book.weeks)
+
+
+def _showcase_instances(
+    book: shapes.Book,
+    i: int,
+    company: shapes.CompanySpec,
+    sub: shapes.SubscriptionSpec,
+    scored_on: date,
+) -> list[DemoInstance]:
+    """The instances (and their subscriptions) a showcase adds to its account's shape.
+
+    Drawn from their own random streams, so that every other account stays as it was.
+    """
+    number = 10000000 + i * 10 + 1
+    rng = random.Random(f"showcase|{number}")
+    if i == LAPSED_SUBSCRIPTION:
+        # A regional instance on its own subscription, which ended last month and was not
+        # renewed: the host still runs (and pings) while its last users move to the main one.
+        lapsed = book.add_subscription(rng, company, number, sub.plan, 300, sub.deployment)
+        lapsed.end_date = _month_start(scored_on) - timedelta(days=12)
+        versions = ("16.3.2-ee", "16.7.4-ee", "16.11.1-ee")
+        return [_self_managed(company, lapsed, 8, "production", "gitlab-eu", versions, 0.2)]
+    if i == SECOND_PLAN:
+        # The retail division runs its own GitLab on a Premium subscription: two Production
+        # instances, one of them on a plan that has no DevSecOps.
+        premium = book.add_subscription(rng, company, number, "premium", 1000, sub.deployment)
+        versions = ("16.2.1-ee", "16.6.0-ee", "16.10.3-ee")
+        return [_self_managed(company, premium, 8, "production", "gitlab-retail", versions, 1.0)]
+    return []
+
+
+def _self_managed(
+    company: shapes.CompanySpec,
+    sub: shapes.SubscriptionSpec,
+    n: int,
+    label: str,
+    host: str,
+    versions: tuple[str, ...],
+    usage_share: float,
+) -> DemoInstance:
+    return shapes.self_managed_spec(
+        DemoInstance, company, sub, n, label, host, versions, usage_share=usage_share
+    )
 
 
 def _instances_for(
@@ -63,15 +182,15 @@ def _instances_for(
     company: shapes.CompanySpec,
     sub: shapes.SubscriptionSpec,
     weeks: int,
-) -> list[shapes.InstanceSpec]:
+) -> list[DemoInstance]:
     if sub.deployment == "saas":
-        return [shapes.namespace_spec(shapes.InstanceSpec, company, sub, i)]
+        return [shapes.namespace_spec(DemoInstance, company, sub, i)]
 
-    def sm(n: int, label: str, host: str, **fields) -> shapes.InstanceSpec:
+    def sm(n: int, label: str, host: str, **fields) -> DemoInstance:
         # The default path is drawn even when ``versions`` is given: the book depends on it.
         versions = fields.pop("versions", shapes.upgrade_path(rng, rng.randint(0, 8)))
         return shapes.self_managed_spec(
-            shapes.InstanceSpec, company, sub, n, label, host, versions, **fields
+            DemoInstance, company, sub, n, label, host, versions, **fields
         )
 
     out = [sm(0, "production", "gitlab", usage_share=0.6 if i == 0 else 1.0)]
@@ -111,10 +230,14 @@ def _instances_for(
         out[0].stop_weeks_ago = 10
     if i % 6 == 1 and i > 20:  # Unknown-only instance on a subscription (labeling rule 2)
         out[0].label = ""
+    if i == BOTH_CI_BUILD_KEYS:
+        out[0].handbook_ci_builds_ratio = HANDBOOK_CI_BUILDS_RATIO
+    if i == SCAN_FAILURES:
+        out[0].failing = FAILING_SCANS
     return out
 
 
-def iter_ping_kwargs(book: shapes.Book, spec: shapes.InstanceSpec) -> Iterator[dict]:
+def iter_ping_kwargs(book: shapes.Book, spec: DemoInstance) -> Iterator[dict]:
     """``build_payload`` keyword arguments for every weekly ping this instance sends."""
     rng = shapes.ping_rng(spec)
     dates = book.week_dates()
@@ -123,6 +246,8 @@ def iter_ping_kwargs(book: shapes.Book, spec: shapes.InstanceSpec) -> Iterator[d
         recorded_at = datetime.combine(dates[week], time(hour, rng.randint(0, 59)), tzinfo=UTC)
         version = shapes.version_at(spec, week, book.weeks)
         sub = spec.subscription
+        metrics = shapes.weekly_metrics(spec, week, book.weeks, rng)
+        metrics.update(dict.fromkeys(spec.failing))  # None is sent as the failure value -1
         yield {
             "uuid": spec.uuid,
             "hostname": spec.hostname,
@@ -136,11 +261,25 @@ def iter_ping_kwargs(book: shapes.Book, spec: shapes.InstanceSpec) -> Iterator[d
             "licensee_company": spec.company.name,
             "starts_at": sub.start_date,
             "expires_at": sub.end_date,
-            "metrics": shapes.weekly_metrics(spec, week, book.weeks, rng),
+            "metrics": metrics,
+            "also_send": _second_ci_builds_key(spec, version, metrics),
         }
 
 
-def iter_saas_rows(book: shapes.Book, spec: shapes.InstanceSpec) -> Iterator[dict]:
+def _second_ci_builds_key(spec: DemoInstance, version: str, metrics: dict) -> dict[str, int]:
+    """The handbook's CI-builds key, where ``spec`` sends it beside ``counts_monthly.ci_builds``."""
+    since, until = BOTH_CI_BUILD_KEYS_VERSIONS
+    builds = metrics.get("ci_builds_l28")
+    if not spec.handbook_ci_builds_ratio or builds is None:
+        return {}
+    if not since <= (parse_version(version) or (0, 0, 0)) < until:
+        return {}
+    return {
+        "counts.count_total_create_ci_build_monthly": round(builds * spec.handbook_ci_builds_ratio)
+    }
+
+
+def iter_saas_rows(book: shapes.Book, spec: DemoInstance) -> Iterator[dict]:
     """Rows of the weekly SaaS namespace export for one namespace."""
     rng = random.Random(f"{shapes.PING_SEED}|saas|{spec.namespace_id}")
     dates = book.week_dates()

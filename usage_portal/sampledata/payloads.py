@@ -85,6 +85,7 @@ def build_payload(
     expires_at: date | None,
     metrics: Mapping[str, int | None],
     full_size: bool = False,
+    also_send: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """A Service Ping payload as a GitLab instance of `version` would send it.
 
@@ -96,7 +97,8 @@ def build_payload(
     sent in UTC with millisecond precision (naive means UTC).
 
     With `full_size=True` the payload carries GitLab's whole ~1,800-leaf key tree, every other leaf
-    holding a deterministic plausible number.
+    holding a deterministic plausible number. `also_send` maps further key paths to the values
+    sent there whatever the version, as an instance sending two keys for one metric does.
 
     Raises ValueError for an unparsable version, an unknown metric name, a value that is not a
     non-negative int or None, or conflicting licensed seat counts.
@@ -152,6 +154,8 @@ def build_payload(
         if path is not None:
             value = values.get(metric.name)
             _set_path(payload, path, UNKNOWN_VALUE if value is None else value)
+    for path, value in (also_send or {}).items():
+        _set_path(payload, path, value)
     return payload
 
 

@@ -83,6 +83,7 @@ def _users(password: str) -> dict:
 
 def _crm_import(book: Book) -> None:
     """Companies, subscriptions and the md5 mapping file, as the CRM exports would carry them."""
+    today = timezone.now().date()
     companies_import(
         rows=[
             CompanyRow(n, c.crm_account_id, c.name, c.segment, c.csm, c.customer_since)
@@ -99,7 +100,7 @@ def _crm_import(book: Book) -> None:
                 s.licensed_seats,
                 s.start_date,
                 s.end_date,
-                "active",
+                "active" if s.end_date >= today else "expired",
                 s.deployment,
                 s.arr,
             )
@@ -195,13 +196,13 @@ def _labels(book: Book, users: dict) -> None:
 
 
 def _sentiment(book: Book, users: dict) -> None:
-    """The sentiment CSMs recorded, where none is set yet."""
+    """The sentiment CSMs (or, on an account no CSM owns, Ops) recorded, where none is set yet."""
     for spec in book.companies:
         if not spec.sentiment:
             continue
         Company.objects.filter(crm_account_id=spec.crm_account_id, sentiment="").update(
             sentiment=spec.sentiment,
             sentiment_note=spec.sentiment_note,
-            sentiment_by=users.get(spec.csm),
+            sentiment_by=users.get(spec.csm) or users["ops"],
             sentiment_at=timezone.now(),
         )
