@@ -1,7 +1,8 @@
 from django.contrib import admin
+from django.utils import timezone
 
 from accounts.changes import companies_changed
-from accounts.models import Company, Subscription
+from accounts.models import Company, Meeting, Subscription, SupportTicketMonth
 from instances.services.licenses import subscription_attach_waiting
 from scoring.services import companies_refresh
 
@@ -52,12 +53,20 @@ class CompanyAdmin(admin.ModelAdmin):
         "sentiment_note",
         "sentiment_by",
         "sentiment_at",
+        "roi_at",
         "created_at",
         "updated_at",
     )
     show_full_result_count = False
     inlines = [SubscriptionInline]
     actions = ["recompute_scores"]
+
+    def save_model(self, request, obj, form, change):
+        if "roi" in form.changed_data or "roi_note" in form.changed_data:
+            obj.roi_at = timezone.now()
+        super().save_model(request, obj, form, change)
+        # Its CSM, segment, age, ROI and prioritization all feed the current score.
+        companies_changed([obj.pk], since=None, reason="account edited in the admin")
 
     @admin.action(description="Recompute scores of the selected companies")
     def recompute_scores(self, request, queryset):
@@ -85,3 +94,29 @@ class SubscriptionAdmin(AccountDataAdmin):
             subscription_attach_waiting(subscription=obj)
         # Seats and plan feed License Utilization and DevSecOps: rescore the account.
         companies_changed([obj.company_id], reason="subscription edited")
+
+
+class ScoredAccountDataAdmin(AccountDataAdmin):
+    """Rows the current score reads (tickets, meetings): an edit rescores the account."""
+
+    def save_model(self, request, obj, form, change):
+        admin.ModelAdmin.save_model(self, request, obj, form, change)
+        companies_changed([obj.company_id], since=None, reason="edited in the admin")
+
+
+@admin.register(SupportTicketMonth)
+class SupportTicketMonthAdmin(ScoredAccountDataAdmin):
+    list_display = ("company", "month", "tickets")
+    search_fields = ("company__name", "company__crm_account_id")
+    list_select_related = ("company",)
+    raw_id_fields = ("company",)
+    date_hierarchy = "month"
+
+
+@admin.register(Meeting)
+class MeetingAdmin(ScoredAccountDataAdmin):
+    list_display = ("company", "day", "personas")
+    search_fields = ("company__name", "company__crm_account_id", "personas")
+    list_select_related = ("company",)
+    raw_id_fields = ("company",)
+    date_hierarchy = "day"

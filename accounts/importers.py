@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from .models import Deployment, Plan, Segment, SubscriptionStatus
+from .models import Deployment, Plan, Segment, Sentiment, SubscriptionStatus
 
 KINDS: dict[str, tuple[str, ...]] = {
     "companies": ("crm_account_id", "name", "segment", "csm", "customer_since"),
@@ -28,9 +28,22 @@ KINDS: dict[str, tuple[str, ...]] = {
         "deployment",
     ),
     "license_mappings": ("license_md5", "zuora_subscription_id"),
+    # The rest of GitLab's health scorecard: Outcomes, Voice of the customer, Engagement.
+    "success_plans": ("crm_account_id", "roi"),
+    "support_tickets": ("crm_account_id", "month", "tickets"),
+    "meetings": ("crm_account_id", "date", "personas"),
 }
-#: The order files must be imported in: subscriptions name companies, mappings subscriptions.
-IMPORT_ORDER = ("companies", "subscriptions", "license_mappings")
+#: The order files must be imported in: subscriptions name companies, mappings subscriptions;
+#: the scorecard's other inputs name companies.
+IMPORT_ORDER = (
+    "companies",
+    "subscriptions",
+    "license_mappings",
+    "success_plans",
+    "support_tickets",
+    "meetings",
+)
+MAX_TICKETS = 1_000_000
 MAX_SEATS = 2_147_483_647  # the column is a 32-bit integer
 MAX_ARR = Decimal("999999999999.99")  # 14 digits, 2 after the point
 
@@ -47,6 +60,31 @@ class CompanyRow:
     segment: str
     csm: str
     customer_since: date | None
+    prioritization: int | None = None
+
+
+@dataclass(frozen=True)
+class SuccessPlanRow:
+    line: int
+    crm_account_id: str
+    roi: str
+    note: str
+
+
+@dataclass(frozen=True)
+class TicketRow:
+    line: int
+    crm_account_id: str
+    month: date
+    tickets: int
+
+
+@dataclass(frozen=True)
+class MeetingRow:
+    line: int
+    crm_account_id: str
+    day: date
+    personas: str
 
 
 @dataclass(frozen=True)
@@ -98,7 +136,13 @@ def read_csv(data: bytes) -> tuple[str, list, list[str]]:
         raise ImportError_("empty file (no header row)")
     reader.fieldnames = [(f or "").strip().lower() for f in reader.fieldnames]
     kind = detect_kind(reader.fieldnames)
-    parse = {"companies": _company, "subscriptions": _subscription}.get(kind, _mapping)
+    parse = {
+        "companies": _company,
+        "subscriptions": _subscription,
+        "success_plans": _success_plan,
+        "support_tickets": _tickets,
+        "meetings": _meeting,
+    }.get(kind, _mapping)
     rows, errors = [], []
     first_line: dict[str, int] = {}
     try:
@@ -122,8 +166,12 @@ def read_csv(data: bytes) -> tuple[str, list, list[str]]:
 
 
 def _key(row) -> str:
-    if isinstance(row, CompanyRow):
+    if isinstance(row, CompanyRow | SuccessPlanRow):
         return row.crm_account_id
+    if isinstance(row, TicketRow):
+        return f"{row.crm_account_id} {row.month:%Y-%m}"
+    if isinstance(row, MeetingRow):
+        return f"{row.crm_account_id} {row.day.isoformat()}"
     if isinstance(row, SubscriptionRow):
         return row.name
     return row.license_md5
@@ -169,7 +217,47 @@ def _company(row: dict, line: int) -> CompanyRow:
         segment=_choice(_required(row, "segment"), Segment, "segment"),
         csm=_get(row, "csm"),
         customer_since=_date(_get(row, "customer_since"), "customer_since"),
+        prioritization=_prioritization(_get(row, "prioritization")),
     )
+
+
+def _prioritization(text: str) -> int | None:
+    if not text:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 9:
+        raise ImportError_(f"prioritization {text!r} is not a number from 1 to 9")
+    return int(text)
+
+
+def _success_plan(row: dict, line: int) -> SuccessPlanRow:
+    return SuccessPlanRow(
+        line=line,
+        crm_account_id=_required(row, "crm_account_id", 64),
+        roi=_choice(_required(row, "roi"), Sentiment, "roi"),
+        note=_get(row, "note")[:2000],
+    )
+
+
+def _tickets(row: dict, line: int) -> TicketRow:
+    month_text = _required(row, "month")
+    try:
+        month = date.fromisoformat(month_text if len(month_text) > 7 else f"{month_text}-01")
+    except ValueError as exc:
+        raise ImportError_(f"month {month_text!r} is not YYYY-MM") from exc
+    count_text = _required(row, "tickets")
+    if not count_text.isdigit() or int(count_text) > MAX_TICKETS:
+        raise ImportError_(f"tickets {count_text!r} is not a whole number of tickets")
+    return TicketRow(
+        line, _required(row, "crm_account_id", 64), month.replace(day=1), int(count_text)
+    )
+
+
+def _meeting(row: dict, line: int) -> MeetingRow:
+    day = _date(_required(row, "date"), "date")
+    personas = ", ".join(p.strip() for p in _get(row, "personas").split(";") if p.strip())
+    if len(personas) > 255:
+        raise ImportError_("personas are over 255 characters long")
+    return MeetingRow(line, _required(row, "crm_account_id", 64), day, personas)
 
 
 def _subscription(row: dict, line: int) -> SubscriptionRow:

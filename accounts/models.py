@@ -90,6 +90,16 @@ class Company(models.Model):
         related_name="+",
     )
     sentiment_at = models.DateTimeField(null=True, blank=True)
+    # Outcomes: the success plan's ROI as the CSM judges it (Red, Yellow, Green).
+    roi = models.CharField("success-plan ROI", max_length=8, choices=Sentiment.choices, blank=True)
+    roi_note = models.TextField("ROI note", blank=True)
+    roi_at = models.DateTimeField(null=True, blank=True)
+    prioritization = models.PositiveSmallIntegerField(
+        "CSM prioritization",
+        null=True,
+        blank=True,
+        help_text="1 or 2 set a meeting cadence (Engagement); others have none",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     # The account or its data last changed (``CompanyQuerySet.touch``): the cache version.
     updated_at = models.DateTimeField(auto_now=True)
@@ -113,6 +123,9 @@ class Company(models.Model):
             ),
             models.CheckConstraint(
                 condition=~Q(parent=models.F("id")), name="company_not_own_parent"
+            ),
+            models.CheckConstraint(
+                condition=_choices_check("roi", Sentiment, blank=True), name="company_roi_valid"
             ),
         ]
         indexes = [models.Index(fields=["csm", "segment"])]
@@ -163,3 +176,45 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_plan_display()}, {self.licensed_seats} seats)"
+
+
+class SupportTicketMonth(models.Model):
+    """Support tickets an account opened in a calendar month (Voice of the customer)."""
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="ticket_months")
+    month = models.DateField(help_text="First day of the calendar month")
+    tickets = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["company", "month"], name="one_ticket_count_a_month"),
+            models.CheckConstraint(condition=Q(month__day=1), name="tickets_first_of_month"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company_id} {self.month:%Y-%m}: {self.tickets}"
+
+
+class Meeting(models.Model):
+    """A meeting with the account, and which personas were there (Engagement)."""
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="meetings")
+    day = models.DateField()
+    personas = models.CharField(
+        max_length=255, blank=True, help_text="Comma-separated, e.g. Dev Lead, Security Lead"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["company", "day"], name="one_meeting_a_day")]
+
+    def __str__(self) -> str:
+        return f"{self.company_id} {self.day}: {self.personas}"
+
+    @property
+    def persona_set(self) -> frozenset[str]:
+        return persona_names(self.personas)
+
+
+def persona_names(text: str) -> frozenset[str]:
+    """The personas a meeting's comma-separated list names, trimmed."""
+    return frozenset(p.strip() for p in text.split(",") if p.strip())

@@ -29,7 +29,14 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
 }
 
 #: The audit trail is never edited, not even by ops.
-READ_ONLY_MODELS = {"labelchange", "scoresnapshot", "schemechange"}
+READ_ONLY_MODELS = {
+    "labelchange",
+    "scoresnapshot",
+    "schemechange",
+    "healthalert",
+    "healthalertevent",
+    "digestsent",
+}
 
 
 def _resolve(patterns: tuple[str, ...]) -> list[Permission]:

@@ -1,4 +1,5 @@
-"""Writes for accounts: CRM import and CSM sentiment."""
+"""Writes for accounts: CRM import (accounts, subscriptions, mappings, success plans, support
+tickets, meetings) and CSM sentiment."""
 
 from __future__ import annotations
 
@@ -9,8 +10,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.changes import companies_changed
-from accounts.importers import CompanyRow, LicenseMappingRow, SubscriptionRow
-from accounts.models import Company, Subscription
+from accounts.importers import (
+    CompanyRow,
+    LicenseMappingRow,
+    MeetingRow,
+    SubscriptionRow,
+    SuccessPlanRow,
+    TicketRow,
+)
+from accounts.models import Company, Meeting, Subscription, SupportTicketMonth, persona_names
 from instances.models import Instance, License, MappingSource, MonthlyUsage
 from instances.services.licenses import licenses_map, subscriptions_attach_waiting
 
@@ -31,6 +39,7 @@ class ImportSummary:
 def companies_import(*, rows: list[CompanyRow]) -> ImportSummary:
     """Create or update companies by CRM account id; an unknown CSM username is an error line."""
     summary = ImportSummary()
+    changed: list[int] = []
     users = {
         u.username: u
         for u in get_user_model().objects.filter(username__in={r.csm for r in rows if r.csm})
@@ -48,6 +57,7 @@ def companies_import(*, rows: list[CompanyRow]) -> ImportSummary:
                 "segment": row.segment,
                 "csm": users.get(row.csm),
                 "customer_since": row.customer_since,
+                "prioritization": row.prioritization,
             }
             company = existing.get(row.crm_account_id)
             if company is None:
@@ -58,8 +68,10 @@ def companies_import(*, rows: list[CompanyRow]) -> ImportSummary:
             elif _assign(company, values):
                 company.save()
                 summary.updated += 1
+                changed.append(company.pk)  # a new CSM or segment changes what counts
             else:
                 summary.unchanged += 1
+        companies_changed(changed, since=None, reason="companies imported")
     return summary
 
 
@@ -78,11 +90,8 @@ def subscriptions_import(*, rows: list[SubscriptionRow]) -> ImportSummary:
         )
         existing = Subscription.objects.in_bulk([r.name for r in rows], field_name="name")
         for row in rows:
-            company = companies.get(row.crm_account_id)
+            company = _known_company(companies, row, summary)
             if company is None:
-                summary.errors.append(
-                    f"line {row.line}: crm_account_id {row.crm_account_id!r} is not a known company"
-                )
                 continue
             values = {
                 "company": company,
@@ -167,6 +176,83 @@ def license_mappings_import(*, rows: list[LicenseMappingRow], by=None) -> Import
     return summary
 
 
+def success_plans_import(*, rows: list[SuccessPlanRow]) -> ImportSummary:
+    """Each account's success-plan ROI (Outcomes), with its note; re-importing updates it."""
+
+    def apply(company: Company, row: SuccessPlanRow, now) -> bool:
+        if (company.roi, company.roi_note) == (row.roi, row.note):
+            return False
+        Company.objects.filter(pk=company.pk).update(roi=row.roi, roi_note=row.note, roi_at=now)
+        return True
+
+    return _per_company_import(rows, apply, reason="success plans imported")
+
+
+def support_tickets_import(*, rows: list[TicketRow]) -> ImportSummary:
+    """Support tickets per account and month (Voice of the customer); a month re-imported is
+    replaced, never added to."""
+
+    def apply(company: Company, row: TicketRow, now) -> bool:
+        existing = SupportTicketMonth.objects.filter(company=company, month=row.month).first()
+        if existing is not None and existing.tickets == row.tickets:
+            return False
+        SupportTicketMonth.objects.update_or_create(
+            company=company, month=row.month, defaults={"tickets": row.tickets}
+        )
+        return True
+
+    return _per_company_import(rows, apply, reason="support tickets imported")
+
+
+def meetings_import(*, rows: list[MeetingRow]) -> ImportSummary:
+    """Meetings per account and day with the personas met (Engagement); a day re-imported
+    takes the file's personas."""
+
+    def apply(company: Company, row: MeetingRow, now) -> bool:
+        existing = Meeting.objects.filter(company=company, day=row.day).first()
+        if existing is not None and existing.persona_set == persona_names(row.personas):
+            return False
+        Meeting.objects.update_or_create(
+            company=company, day=row.day, defaults={"personas": row.personas}
+        )
+        return True
+
+    return _per_company_import(rows, apply, reason="meetings imported")
+
+
+def _per_company_import(rows, apply, *, reason: str) -> ImportSummary:
+    """Rows naming a company by CRM id: unknown ids are error lines; changed accounts are
+    announced once, after the import commits (current scores only: these have no history)."""
+    summary = ImportSummary()
+    now = timezone.now()
+    changed: set[int] = set()
+    with transaction.atomic():
+        companies = Company.objects.in_bulk(
+            {r.crm_account_id for r in rows}, field_name="crm_account_id"
+        )
+        for row in rows:
+            company = _known_company(companies, row, summary)
+            if company is None:
+                continue
+            if apply(company, row, now):
+                summary.updated += 1
+                changed.add(company.pk)
+            else:
+                summary.unchanged += 1
+        companies_changed(changed, since=None, reason=reason)
+    return summary
+
+
+def _known_company(companies: dict, row, summary: ImportSummary) -> Company | None:
+    """The company a row names by CRM id, or None with the row's error line recorded."""
+    company = companies.get(row.crm_account_id)
+    if company is None:
+        summary.errors.append(
+            f"line {row.line}: crm_account_id {row.crm_account_id!r} is not a known company"
+        )
+    return company
+
+
 def _assign(obj, values: dict) -> bool:
     changed = False
     for name, value in values.items():
@@ -194,4 +280,13 @@ def sentiment_set(*, company: Company, sentiment: str, note: str, by) -> Company
         )
         # Sentiment scores only the current card: monthly history has none.
         companies_changed([company.id], since=None, reason="sentiment")
+    return company
+
+
+def roi_set(*, company: Company, roi: str, note: str, by) -> Company:
+    """Record the success plan's ROI (Outcomes) as the CSM judges it, and refresh the score."""
+    company.roi, company.roi_note, company.roi_at = roi, note, timezone.now()
+    with transaction.atomic():
+        company.save(update_fields=["roi", "roi_note", "roi_at", "updated_at"])
+        companies_changed([company.id], since=None, reason="success-plan ROI")
     return company

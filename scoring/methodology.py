@@ -10,7 +10,7 @@ the :class:`~scoring.scorecard.Scorecard` (the data types live in ``scoring/scor
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from instances.versions import release
@@ -21,6 +21,7 @@ from .schemes import (
     LICENSED_SEATS,
     METRICS,
     NA,
+    OVERALL_GROUP_LABELS,
     RED,
     USE_CASE_LABELS,
     YELLOW,
@@ -29,6 +30,7 @@ from .schemes import (
     MeasureSpec,
     Scheme,
     classify,
+    describe_bands,
 )
 from .scorecard import CompanyInputs, InstanceCandidate, MeasureResult, Scorecard, Selection
 
@@ -520,6 +522,112 @@ def score_sentiment(
     return result(sentiment, None)
 
 
+def _group(
+    key: str, color: Color, value: float | None, reason: str | None, inputs: dict, scheme: Scheme
+) -> MeasureResult:
+    """A group of overall health: its points are its 0–100 value, else its colour's points."""
+    if value is None and color != NA:
+        value = scheme.color_points[color]
+    label = OVERALL_GROUP_LABELS[key]
+    return MeasureResult(key, label, key, color, value, value, reason, inputs)
+
+
+def score_outcomes(roi: str | None, *, scheme: Scheme, csm_owned: bool = True) -> MeasureResult:
+    """Outcomes: the success plan's ROI as its CSM judged it (Red, Yellow or Green)."""
+    inputs: dict[str, Any] = {"roi": roi, "thresholds": "the CSM's judgement of the ROI"}
+    if roi not in _SENTIMENTS:
+        return _group("outcomes", NA, None, "no success-plan ROI recorded", inputs, scheme)
+    if not csm_owned:
+        return _group("outcomes", NA, None, "not a CSM-owned account", inputs, scheme)
+    return _group("outcomes", roi, None, None, inputs, scheme)
+
+
+def score_voice(tickets: tuple[date, int] | None, *, as_of: date, scheme: Scheme) -> MeasureResult:
+    """Voice of the customer: support tickets in the newest month with data (fewer is better).
+
+    NA when no month is recorded, or when that month ended more than ``voice_na_days`` ago.
+    """
+    inputs: dict[str, Any] = {
+        "month": tickets[0].isoformat() if tickets else None,
+        "tickets": tickets[1] if tickets else None,
+        "thresholds": describe_bands(scheme.voice_bands, "count")
+        + f" tickets a month; NA after {scheme.voice_na_days} days without data",
+    }
+    if tickets is None:
+        return _group("voice_of_customer", NA, None, "no support tickets recorded", inputs, scheme)
+    month, count = tickets
+    ended = _month_end(month)
+    age = (as_of - ended).days
+    if age > scheme.voice_na_days:
+        reason = f"no support-ticket data for {age} days (NA after {scheme.voice_na_days})"
+        return _group("voice_of_customer", NA, None, reason, inputs, scheme)
+    return _group(
+        "voice_of_customer", classify(count, scheme.voice_bands), None, None, inputs, scheme
+    )
+
+
+def score_engagement(
+    meetings: Sequence[tuple[date, frozenset[str]]],
+    *,
+    prioritization: int | None,
+    as_of: date,
+    scheme: Scheme,
+    csm_owned: bool = True,
+) -> MeasureResult:
+    """Engagement: meeting cadence and persona engagement, weighted by the scheme (50/50).
+
+    Cadence: days since the last meeting, banded by the account's CSM prioritization (1 or 2).
+    Personas: how many of ``scheme.personas`` were met within ``persona_window_days`` — all
+    Green, some Yellow, none Red. Either part is NA without data; NA on accounts no CSM owns.
+    """
+    past = [(day, personas) for day, personas in meetings if day <= as_of]
+    last = max((day for day, _ in past), default=None)
+    window_start = as_of - timedelta(days=scheme.persona_window_days)
+    met = sorted(set().union(*(p for day, p in past if day >= window_start)) & set(scheme.personas))
+    inputs: dict[str, Any] = {
+        "prioritization": prioritization,
+        "last_meeting": last.isoformat() if last else None,
+        "days_since_meeting": (as_of - last).days if last else None,
+        "personas_met": met,
+        "personas_required": list(scheme.personas),
+        "weights": dict(scheme.engagement_weights),
+        "thresholds": "; ".join(
+            f"Prioritization {tier}: {describe_bands(b, 'count')} days since the last meeting"
+            for tier, b in scheme.cadence_bands.items()
+        )
+        + f"; personas within {scheme.persona_window_days} days: all Green, some Yellow, none Red",
+    }
+    if not csm_owned:
+        return _group("engagement", NA, None, "not a CSM-owned account", inputs, scheme)
+    parts: dict[str, Color] = {}
+    reasons = []
+    cadence = scheme.cadence_bands.get(prioritization) if prioritization else None
+    if last is None:
+        reasons.append("no meetings recorded")
+    elif cadence is None:
+        reasons.append("no meeting cadence for this prioritization")
+    else:
+        parts["meeting_cadence"] = classify((as_of - last).days, cadence)
+    if past:
+        wanted = len(scheme.personas)
+        parts["persona_engagement"] = GREEN if len(met) == wanted else YELLOW if met else RED
+    inputs["parts"] = dict(parts)
+    points = {k: scheme.color_points[c] for k, c in parts.items()}
+    value, used = weighted_mean(points, scheme.engagement_weights)
+    inputs["weights_used"] = used
+    if value is None:
+        return _group(
+            "engagement", NA, None, "; ".join(reasons) or "no meetings recorded", inputs, scheme
+        )
+    color = classify(value, scheme.score_bands)
+    return _group("engagement", color, value, "; ".join(reasons) or None, inputs, scheme)
+
+
+def _month_end(month: date) -> date:
+    following = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+    return following - timedelta(days=1)
+
+
 def _product_usage(
     component_scores: Mapping[str, float | None], scheme: Scheme, na_reason: str | None
 ) -> MeasureResult:
@@ -539,10 +647,14 @@ def _product_usage(
 
 
 def _overall_health(
-    product_usage: MeasureResult, sentiment: MeasureResult, scheme: Scheme
+    product_usage: MeasureResult,
+    sentiment: MeasureResult,
+    groups: Mapping[str, MeasureResult],
+    scheme: Scheme,
 ) -> MeasureResult:
-    # Outcomes, voice of customer and engagement have no data source yet: always left out.
+    # Groups without data (NA) are left out and the others' weights scaled up.
     group_points = {"product_usage": product_usage.value, "csm_sentiment": sentiment.points}
+    group_points |= {key: result.points for key, result in groups.items()}
     value, weights_used = weighted_mean(group_points, scheme.overall_weights)
     forced = sentiment.color == RED
     if value is None:
@@ -601,7 +713,18 @@ def score_company(inputs: CompanyInputs, scheme: Scheme) -> Scorecard:
         scheme=scheme,
         csm_owned=inputs.csm_owned,
     )
-    overall = _overall_health(product_usage, sentiment, scheme)
+    groups = {
+        "outcomes": score_outcomes(inputs.roi, scheme=scheme, csm_owned=inputs.csm_owned),
+        "voice_of_customer": score_voice(inputs.tickets, as_of=inputs.as_of, scheme=scheme),
+        "engagement": score_engagement(
+            inputs.meetings,
+            prioritization=inputs.prioritization,
+            as_of=inputs.as_of,
+            scheme=scheme,
+            csm_owned=inputs.csm_owned,
+        ),
+    }
+    overall = _overall_health(product_usage, sentiment, groups, scheme)
 
     colors = [uc.color for uc in use_cases.values()]
     adoption = None if all(c == NA for c in colors) else colors.count(GREEN)
@@ -621,6 +744,7 @@ def score_company(inputs: CompanyInputs, scheme: Scheme) -> Scorecard:
         ping_ids=tuple(i.ping_id for i in included if i.ping_id is not None),
         warnings=selection.warnings,
         stale_instance_ids=tuple(i.instance_id for i in selection.stale),
+        groups=groups,
     )
 
 

@@ -229,6 +229,17 @@ def measure(
 # --------------------------------------------------------------------------- scheme
 
 
+# GitLab's Customer Health Scoring: 1–5 tickets a month Green, 5–15 Yellow, over 15 Red;
+# meetings every 35 days (Prioritization 1) or 65 (Prioritization 2) Green, over 60 / 90 Red.
+_VOICE_BANDS = bands((5, True, GREEN), (15, True, YELLOW), (None, False, RED))
+_CADENCE = MappingProxyType(
+    {
+        1: bands((35, True, GREEN), (60, True, YELLOW), (None, False, RED)),
+        2: bands((65, True, GREEN), (90, True, YELLOW), (None, False, RED)),
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Scheme:
     """A complete, named and versioned set of scoring rules.
@@ -251,6 +262,18 @@ class Scheme:
     #: How account age is counted: "whole_months" (to the day, the handbook) or "month_starts"
     #: (month starts from the customer-since month to the scored one, the dbt model).
     age_basis: Literal["whole_months", "month_starts"] = "whole_months"
+    #: Voice of the customer: support tickets in the newest month (fewer is better); NA when
+    #: that month ended more than ``voice_na_days`` ago.
+    voice_bands: tuple[Band, ...] = field(default_factory=lambda: _VOICE_BANDS)
+    voice_na_days: int = 30
+    #: Engagement: days since the last meeting, by CSM prioritization, and the personas that
+    #: must have been met within ``persona_window_days``; the two parts' weights.
+    cadence_bands: Mapping[int, tuple[Band, ...]] = field(default_factory=lambda: _CADENCE)
+    personas: tuple[str, ...] = ("Dev Lead", "Security Lead")
+    persona_window_days: int = 90
+    engagement_weights: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({"meeting_cadence": 50, "persona_engagement": 50})
+    )
     score_thresholds: str = field(init=False, default="")
 
     def __post_init__(self) -> None:

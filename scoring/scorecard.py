@@ -10,7 +10,7 @@ in ``scoring/methodology.py``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -66,6 +66,14 @@ class CompanyInputs:
     as_of: date
     csm_owned: bool = True
     period_start: date | None = None
+    #: The success plan's ROI (Red/Yellow/Green) as the CSM judged it.
+    roi: str | None = None
+    #: The newest month of support tickets: (first day of the month, tickets).
+    tickets: tuple[date, int] | None = None
+    #: CSM prioritization (1 or 2 have meeting-cadence targets).
+    prioritization: int | None = None
+    #: Meetings: (day, personas met), any order.
+    meetings: tuple[tuple[date, frozenset[str]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +163,8 @@ class Scorecard:
     ping_ids: tuple[int, ...]
     warnings: tuple[str, ...]
     stale_instance_ids: tuple[int, ...]
+    #: The other groups of overall health: outcomes, voice_of_customer, engagement.
+    groups: dict[str, MeasureResult] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (dates as ISO strings); :meth:`from_dict` is its inverse."""
@@ -173,6 +183,7 @@ class Scorecard:
             "ping_ids": list(self.ping_ids),
             "warnings": list(self.warnings),
             "stale_instance_ids": list(self.stale_instance_ids),
+            "groups": {k: m.to_dict() for k, m in self.groups.items()},
         }
 
     @classmethod
@@ -193,6 +204,8 @@ class Scorecard:
             ping_ids=tuple(data["ping_ids"]),
             warnings=tuple(data["warnings"]),
             stale_instance_ids=tuple(data["stale_instance_ids"]),
+            # Scores stored before these groups existed have none.
+            groups={k: MeasureResult.from_dict(m) for k, m in data.get("groups", {}).items()},
         )
 
 

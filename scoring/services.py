@@ -11,21 +11,22 @@ import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import date
+from datetime import date, timedelta
 
 import orjson
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
+from django.db.models import Max
 from django.utils import timezone
 
-from accounts.models import Company, is_csm_owned
+from accounts.models import Company, Meeting, SupportTicketMonth, is_csm_owned, persona_names
 from instances.metrics import FAILED_FIELD, METRIC_NAMES, failed_names
 from instances.models import Instance, MonthlyUsage, UsagePing
 
 from . import alerts
 from .methodology import included_totals, score_company
 from .models import MonthlyScore, SchemeChange, ScoreSnapshot, ScoringConfig
-from .schemes import DEFAULT_SCHEME, Scheme, get_scheme
+from .schemes import DEFAULT_SCHEME, PRESETS, Scheme, get_scheme
 from .scorecard import CompanyInputs, InstanceCandidate, Scorecard
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,18 @@ logger = logging.getLogger(__name__)
 RETRYABLE_ERRORS = (OperationalError, IntegrityError)
 CHUNK = 1000
 
-_COMPANY_FIELDS = ("id", "customer_since", "sentiment", "sentiment_at", "segment", "csm_id")
+_COMPANY_FIELDS = (
+    "id",
+    "customer_since",
+    "sentiment",
+    "sentiment_at",
+    "segment",
+    "csm_id",
+    "roi",
+    "prioritization",
+)
+# Support tickets: the newest month within this many days is enough to score or say why not.
+TICKETS_LOOKBACK_DAYS = 400
 _INSTANCE_FIELDS = (
     "id",
     "company_id",
@@ -135,6 +147,8 @@ def load_inputs(company_ids: Sequence[int], *, as_of: date) -> dict[int, Company
     by_company: dict[int, list[InstanceCandidate]] = defaultdict(list)
     for row in instances:
         by_company[row["company_id"]].append(_candidate(row, latest.get(row["id"])))
+    tickets = _newest_tickets(company_ids, as_of=as_of)
+    meetings = _meetings(company_ids, as_of=as_of)
     return {
         cid: CompanyInputs(
             company_id=cid,
@@ -144,9 +158,49 @@ def load_inputs(company_ids: Sequence[int], *, as_of: date) -> dict[int, Company
             candidates=tuple(by_company.get(cid, ())),
             as_of=as_of,
             csm_owned=is_csm_owned(segment=c["segment"], csm_id=c["csm_id"]),
+            roi=c["roi"] or None,
+            tickets=tickets.get(cid),
+            prioritization=c["prioritization"],
+            meetings=meetings.get(cid, ()),
         )
         for cid, c in companies.items()
     }
+
+
+def _newest_tickets(company_ids: Sequence[int], *, as_of: date) -> dict[int, tuple[date, int]]:
+    """Each company's newest month of support tickets (looking back a bounded time)."""
+    since = as_of - timedelta(days=TICKETS_LOOKBACK_DAYS)
+    newest: dict[int, tuple[date, int]] = {}
+    rows = SupportTicketMonth.objects.filter(
+        company_id__in=company_ids, month__gte=since, month__lte=as_of
+    ).values_list("company_id", "month", "tickets")
+    for cid, month, count in rows:
+        if cid not in newest or month > newest[cid][0]:
+            newest[cid] = (month, count)
+    return newest
+
+
+def _meetings(
+    company_ids: Sequence[int], *, as_of: date
+) -> dict[int, tuple[tuple[date, frozenset[str]], ...]]:
+    """Each company's last meeting, and every meeting within the widest persona window."""
+    window = max(s.persona_window_days for s in PRESETS.values())
+    out: dict[int, list[tuple[date, frozenset[str]]]] = defaultdict(list)
+    last = dict(
+        Meeting.objects.filter(company_id__in=company_ids, day__lte=as_of)
+        .values("company_id")
+        .annotate(last=Max("day"))
+        .values_list("company_id", "last")
+    )
+    recent = Meeting.objects.filter(
+        company_id__in=company_ids, day__lte=as_of, day__gte=as_of - timedelta(days=window)
+    ).values_list("company_id", "day", "personas")
+    for cid, day, personas in recent:
+        out[cid].append((day, persona_names(personas)))
+    for cid, day in last.items():
+        if all(d != day for d, _ in out[cid]):
+            out[cid].append((day, frozenset()))  # older than the window: cadence only
+    return {cid: tuple(sorted(rows)) for cid, rows in out.items()}
 
 
 def _latest_pings(instances: Iterable[dict]) -> dict[int, dict]:
@@ -170,6 +224,10 @@ def inputs_hash(inputs: CompanyInputs, scheme: Scheme) -> str:
         inputs.sentiment,
         inputs.sentiment_date.isoformat() if inputs.sentiment_date else None,
         inputs.csm_owned,
+        inputs.roi,
+        inputs.prioritization,
+        [inputs.tickets[0].isoformat(), inputs.tickets[1]] if inputs.tickets else None,
+        [[day.isoformat(), sorted(personas)] for day, personas in inputs.meetings],
         sorted(
             (
                 c.instance_id,

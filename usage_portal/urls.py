@@ -29,6 +29,7 @@ urlpatterns = [
     ),
     path("accounts/<int:pk>/scorecard/", c360.scorecard, name="account_scorecard"),
     path("accounts/<int:pk>/sentiment/", c360.sentiment, name="account_sentiment"),
+    path("accounts/<int:pk>/roi/", c360.roi, name="account_roi"),
     path(
         "label-changes/<int:change_id>/apply/", c360.label_change_apply_now, name="label_apply_now"
     ),

@@ -119,6 +119,7 @@ def company(
     csm_owned: bool = True,
     as_of: date = AS_OF,
     period_start: date | None = None,
+    **groups,
 ) -> CompanyInputs:
     return CompanyInputs(
         company_id=1,
@@ -129,6 +130,7 @@ def company(
         as_of=as_of,
         csm_owned=csm_owned,
         period_start=period_start,
+        **groups,
     )
 
 

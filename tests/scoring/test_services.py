@@ -133,13 +133,14 @@ def test_load_inputs_query_count_does_not_grow_with_instances(django_assert_num_
     sub = SubscriptionFactory()
     small = InstanceFactory(subscription=sub, company=sub.company)
     store_ping(small, recorded_at=timezone.now(), refresh=False)
-    with django_assert_num_queries(3):
+    # Companies, instances, latest pings, support tickets, last meetings, recent meetings.
+    with django_assert_num_queries(6):
         load_inputs([sub.company_id], as_of=timezone.now().date())
     big = SubscriptionFactory()
     for _ in range(15):
         inst = InstanceFactory(subscription=big, company=big.company)
         store_ping(inst, recorded_at=timezone.now(), refresh=False)
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(6):
         inputs = load_inputs([big.company_id], as_of=timezone.now().date())
     assert len(inputs[big.company_id].candidates) == 15
     assert all(c.ping_id for c in inputs[big.company_id].candidates)

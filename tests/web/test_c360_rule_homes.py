@@ -72,7 +72,7 @@ def test_the_stale_limit_of_the_settings_is_what_the_page_and_the_engine_use(
     if stale:
         assert f"latest ping 45 days old (limit {limit})" in row
     assert f"latest ping if at most {limit} days old" in scorecard
-    assert "60 days" not in scorecard or limit == 60
+    assert "at most 60 days old" not in scorecard or limit == 60  # the stale limit only
 
 
 def test_the_faq_names_the_stale_limit_of_the_settings(db, viewer):

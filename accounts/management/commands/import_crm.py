@@ -7,12 +7,22 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.importers import IMPORT_ORDER, ImportError_, read_csv
-from accounts.services import companies_import, license_mappings_import, subscriptions_import
+from accounts.services import (
+    companies_import,
+    license_mappings_import,
+    meetings_import,
+    subscriptions_import,
+    success_plans_import,
+    support_tickets_import,
+)
 
 IMPORTERS = {
     "companies": companies_import,
     "subscriptions": subscriptions_import,
     "license_mappings": license_mappings_import,
+    "success_plans": success_plans_import,
+    "support_tickets": support_tickets_import,
+    "meetings": meetings_import,
 }
 
 
@@ -21,7 +31,10 @@ class Command(BaseCommand):
         "Import CRM reference data from CSV files, each recognised by its header row: companies "
         "(crm_account_id, name, segment, csm, customer_since), subscriptions (subscription_name, "
         "crm_account_id, plan, licensed_seats, start_date, end_date, status, deployment, "
-        "optional arr) and GitLab's license mapping file (license_md5, zuora_subscription_id). "
+        "optional arr), GitLab's license mapping file (license_md5, zuora_subscription_id), "
+        "success plans (crm_account_id, roi, optional note), support tickets (crm_account_id, "
+        "month, tickets) and meetings (crm_account_id, date, personas separated by ';'). "
+        "Companies may carry an optional prioritization column (1 or 2 set a meeting cadence). "
         "UTF-8 with or "
         "without BOM; extra columns are ignored. Files are imported companies first, then "
         "subscriptions, then mappings, whatever their order here. Re-importing updates rows, "

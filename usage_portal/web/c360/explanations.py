@@ -138,6 +138,32 @@ def _notes(inputs: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(notes)
 
 
+def _group_parts(result: MeasureResult) -> list[tuple[str, str]]:
+    """What an overall-health group was computed from, in words."""
+    inputs = result.inputs
+    if result.key == "outcomes":
+        return [("Success-plan ROI", inputs.get("roi") or "not recorded")]
+    if result.key == "voice_of_customer":
+        month = inputs.get("month")
+        tickets = inputs.get("tickets")
+        return [("Newest month", month[:7] if month else "—"), ("Tickets", _count_text(tickets))]
+    parts_colors = inputs.get("parts", {})
+    days = inputs.get("days_since_meeting")
+    met = inputs.get("personas_met", [])
+    return [
+        ("CSM prioritization", str(inputs.get("prioritization") or "not set")),
+        ("Last meeting", inputs.get("last_meeting") or "none recorded"),
+        ("Days since", _count_text(days)),
+        ("Meeting cadence", parts_colors.get("meeting_cadence", "NA")),
+        ("Personas met", ", ".join(met) if met else "none"),
+        ("Persona engagement", parts_colors.get("persona_engagement", "NA")),
+    ]
+
+
+def _count_text(value) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
 def _points_text(value: float | None) -> str:
     return "NA" if value is None else f"{round(value, 1):g} pts"
 
@@ -185,6 +211,7 @@ class ScorecardExplanation:
     included: tuple[InstanceRef, ...]
     stale: tuple[InstanceRef, ...]
     pings: tuple[PingRef, ...]
+    groups: tuple[Explanation, ...] = ()  # outcomes, voice of the customer, engagement
 
 
 def explain_scorecard(
@@ -255,6 +282,7 @@ def explain_scorecard(
         ),
         sentiment=_explain_rollup(sentiment, sentiment_parts),
         use_cases=tuple(use_cases),
+        groups=tuple(_explain_rollup(g, _group_parts(g)) for g in card.groups.values()),
         warnings=card.warnings,
         included=tuple(refs[i] for i in card.instance_ids if i in refs),
         stale=tuple(refs[i] for i in card.stale_instance_ids if i in refs),

@@ -1,4 +1,4 @@
-"""Forms of the Account C360 pages: CSM sentiment and an instance's labels.
+"""Forms of the Account C360 pages: CSM sentiment, the success-plan ROI and an instance's labels.
 
 They validate only: the views write, through the services (``accounts.services.sentiment_set``,
 ``instances.labels.label_change_request``).
@@ -22,20 +22,44 @@ HEALTH_INCLUSION_CHOICES = (
 )
 
 
-class SentimentForm(forms.Form):
-    sentiment = forms.ChoiceField(
-        label="CSM sentiment",
+def _colour(label: str) -> forms.ChoiceField:
+    return forms.ChoiceField(
+        label=label,
         choices=Sentiment.choices,
         widget=forms.RadioSelect,
         error_messages={"required": "Choose Red, Yellow or Green."},
     )
-    note = forms.CharField(
+
+
+def _note(help_text: str, *, rows: int, shown_with: str) -> forms.CharField:
+    return forms.CharField(
         label="Note",
         max_length=2000,
-        widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="Why this sentiment: shown with your name and the date. A Red sentiment makes "
-        "overall health Red; sentiment older than 90 days is flagged stale.",
-        error_messages={"required": "Add a note saying why; it is shown with the sentiment."},
+        widget=forms.Textarea(attrs={"rows": rows}),
+        help_text=help_text,
+        error_messages={"required": f"Add a note saying why; it is shown with the {shown_with}."},
+    )
+
+
+class SentimentForm(forms.Form):
+    sentiment = _colour("CSM sentiment")
+    note = _note(
+        "Why this sentiment: shown with your name and the date. A Red sentiment makes overall "
+        "health Red; sentiment older than 90 days is flagged stale.",
+        rows=3,
+        shown_with="sentiment",
+    )
+
+
+class RoiForm(forms.Form):
+    """The success plan's ROI (Outcomes, 10 % of overall health)."""
+
+    prefix = "roi"
+    roi = _colour("Success-plan ROI")
+    note = _note(
+        "What the customer got from the success plan's objectives so far.",
+        rows=2,
+        shown_with="ROI",
     )
 
 

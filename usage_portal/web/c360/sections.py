@@ -149,7 +149,7 @@ def _explained(x) -> SafeString:
     return render_to_string(
         "accounts/_scorecard_explanations.html",
         {
-            "overall": [x.overall, x.product_usage, x.sentiment],
+            "overall": [x.overall, x.product_usage, x.sentiment, *x.groups],
             "use_cases": x.use_cases,
             "scheme": x.scheme,
             "metrics_url": reverse("metrics_dictionary"),

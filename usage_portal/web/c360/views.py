@@ -24,13 +24,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import permissions
 from accounts.models import Company
-from accounts.services import sentiment_set
+from accounts.services import roi_set, sentiment_set
 from instances.labels import label_change_apply, label_change_request
 from instances.models import Instance, LabelChange
 from scoring.services import stale_ping_days
 from usage_portal.web.c360 import catalogue, sections, selectors
 from usage_portal.web.c360 import fragment_cache as fragments
-from usage_portal.web.c360.forms import InstanceLabelForm, SentimentForm
+from usage_portal.web.c360.forms import InstanceLabelForm, RoiForm, SentimentForm
 from usage_portal.web.c360.viewmodels import ChangeView
 
 SECTION_TITLES = {
@@ -112,38 +112,75 @@ def _next_url(request: HttpRequest) -> str | None:
 
 def summary(request: HttpRequest, pk: int) -> HttpResponse:
     company = _company_for(request, pk)
-    initial = {"sentiment": company.sentiment or None, "note": company.sentiment_note}
-    return _summary_page(request, company, SentimentForm(initial=initial))
+    return _summary_page(request, company)
 
 
 def _summary_page(
-    request: HttpRequest, company: Company, sentiment_form: SentimentForm, *, status: int = 200
+    request: HttpRequest,
+    company: Company,
+    sentiment_form: SentimentForm | None = None,
+    roi_form: RoiForm | None = None,
+    *,
+    status: int = 200,
 ) -> HttpResponse:
     context = fragments.cached(company, "summary", lambda: sections.summary_parts(company))
+    # Sentiment and ROI are the CSM's word: the same people may set both.
     may_set = permissions.can_set_sentiment(request.user, company)
-    context = {**context, "sentiment_form": sentiment_form if may_set else None}
+    sentiment_form = sentiment_form or SentimentForm(
+        initial={"sentiment": company.sentiment or None, "note": company.sentiment_note}
+    )
+    roi_form = roi_form or RoiForm(initial={"roi": company.roi or None, "note": company.roi_note})
+    context = {
+        **context,
+        "sentiment_form": sentiment_form if may_set else None,
+        "roi_form": roi_form if may_set else None,
+    }
     return _page(request, "accounts/summary.html", company, "summary", context, status=status)
 
 
 @require_POST
 def sentiment(request: HttpRequest, pk: int) -> HttpResponse:
-    company = _editable_company(request, pk, permissions.can_set_sentiment)
-    form = SentimentForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "CSM sentiment was not saved: see the form below.")
-        return _summary_page(request, company, form, status=400)
-    sentiment_set(
-        company=company,
-        sentiment=form.cleaned_data["sentiment"],
-        note=form.cleaned_data["note"],
-        by=request.user,
+    return _csm_judgement(
+        request,
+        pk,
+        SentimentForm,
+        "sentiment",
+        "CSM sentiment",
+        lambda company, value, note: sentiment_set(
+            company=company, sentiment=value, note=note, by=request.user
+        ),
     )
+
+
+@require_POST
+def roi(request: HttpRequest, pk: int) -> HttpResponse:
+    return _csm_judgement(
+        request,
+        pk,
+        RoiForm,
+        "roi",
+        "Success-plan ROI",
+        lambda company, value, note: roi_set(
+            company=company, roi=value, note=note, by=request.user
+        ),
+    )
+
+
+def _csm_judgement(request, pk: int, form_class, field: str, what: str, save) -> HttpResponse:
+    """A Red/Yellow/Green word with a note on the Summary (sentiment, ROI): the same people
+    may give either (``can_set_sentiment``), and a refused form comes back with its reasons."""
+    company = _editable_company(request, pk, permissions.can_set_sentiment)
+    form = form_class(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"{what} was not saved: see the form below.")
+        return _summary_page(request, company, **{f"{field}_form": form}, status=400)
+    save(company, form.cleaned_data[field], form.cleaned_data["note"])
     messages.success(
         request,
-        f"CSM sentiment set to {form.cleaned_data['sentiment']}. Overall health is recomputed "
-        "with it in a moment.",
+        f"{what} set to {form.cleaned_data[field]}. Overall health is recomputed with it in a "
+        "moment.",
     )
-    return redirect(reverse("account_summary", args=[company.pk]) + "#sentiment")
+    return redirect(reverse("account_summary", args=[company.pk]) + f"#{field}")
 
 
 # --------------------------------------------------------------------------------------------------
