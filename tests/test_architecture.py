@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("scoring.methodology", CORE),
     ("scoring.scorecard", CORE),
     ("scoring.drops", CORE),
+    ("scoring.overall", CORE),
     ("scoring.schemes", CORE),
     ("*.models", MODELS),
     ("*.querysets", MODELS),

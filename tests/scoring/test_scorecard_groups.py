@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from scoring.methodology import score_engagement, score_outcomes, score_voice
+from scoring.overall import score_engagement, score_outcomes, score_voice
 from scoring.schemes import get_scheme
 from tests.scoring.test_methodology import AS_OF, HANDBOOK, instance, score
 
