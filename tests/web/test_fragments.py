@@ -359,3 +359,27 @@ def test_rows_are_not_shared_between_people_who_may_and_may_not_label(account, c
     url = reverse("account_instances", args=[account.pk])
     assert "Edit</a>" in _html(_client(csm).get(url))
     assert "Edit</a>" not in _html(_client(viewer).get(url))
+
+
+def test_not_production_rows_are_cached_by_what_they_show(account, ops, monkeypatch):
+    from usage_portal.web.c360 import sections
+
+    client = _client(ops)
+    url = reverse("account_trends", args=[account.pk]) + "?report=not_production"
+    client.get(url)
+    rendered: list = []
+    original = sections.render_to_string
+
+    def spy(name, context=None, *args, **kwargs):
+        if name == "accounts/_outside_rows.html":
+            rendered.extend(row.instance.pk for row in context["rows"])
+        return original(name, context, *args, **kwargs)
+
+    monkeypatch.setattr(sections, "render_to_string", spy)
+    outside = Instance.objects.filter(company=account).exclude(instance_type="production")
+    first = outside.order_by("pk").first()
+    Instance.objects.filter(pk=first.pk).update(version="17.9.9-ee")
+    Company.objects.filter(pk=account.pk).touch()
+    html = _html(client.get(url))
+    assert rendered == [first.pk]
+    assert "17.9.9-ee" in html and outside.count() > 1

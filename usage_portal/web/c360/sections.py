@@ -70,11 +70,14 @@ class ChartBlock:
     headers: InitVar[tuple[tables.Cell, ...]] = ()
     rows: InitVar[Sequence[Sequence[tables.Cell]]] = ()
     note: str = ""
+    table: InitVar[str] = ""  # the table's HTML already written (datatables.series_table_html)
     table_html: str = field(init=False, default="")
     figure_script: str = field(init=False, default="")
 
-    def __post_init__(self, figure, headers, rows) -> None:
-        if rows:
+    def __post_init__(self, figure, headers, rows, table) -> None:
+        if table:
+            object.__setattr__(self, "table_html", table)
+        elif rows:
             object.__setattr__(self, "table_html", tables.table_html(headers, rows))
         if figure and figure.get("data"):
             script = figure_script(figure, f"{self.chart_id}-data")
@@ -349,25 +352,38 @@ def not_production_parts(company: Company, raw_id: str, *, can_label: bool, path
     )
     latest_by_instance = series.latest_usage(history)
     edit_next = f"next={quote(path, safe='/')}"  # as |urlencode renders it
+    # One reverse, not one per row: …/instances/0/edit/ → …/instances/<pk>/edit/
+    edit_head, edit_tail = reverse("instance_edit", args=[company.pk, 0]).rsplit("/0/", 1)
     rows = [
         OutsideRow.of(
             instance,
             latest_by_instance.get(instance.pk) or {},
             production_billable,
             selected=selected is not None and selected.pk == instance.pk,
-            edit_url=f"{reverse('instance_edit', args=(company.pk, instance.pk))}?{edit_next}"
-            if can_label
-            else None,
+            edit_url=f"{edit_head}/{instance.pk}/{edit_tail}?{edit_next}" if can_label else None,
         )
         for instance in outside
     ]
+
+    def row_html(row: OutsideRow) -> str:
+        return render_to_string("accounts/_outside_rows.html", {"rows": [row]})
+
+    pieces = [(_outside_signature(r), functools.partial(row_html, r)) for r in rows]
     return {
         "blocks": blocks,
-        "outside_rows": render_to_string("accounts/_outside_rows.html", {"rows": rows})
-        if rows
-        else "",
+        "outside_rows": mark_safe("".join(fragments.cached_pieces("outside-row", pieces))),  # noqa: S308
         "selected": selected,
     }
+
+
+def _outside_signature(row: OutsideRow) -> tuple:
+    """Every value ``accounts/_outside_rows.html`` prints for ``row`` (its cache key)."""
+    i = row.instance
+    return (
+        i.pk,
+        i.version,
+        *(getattr(row, f) for f in OutsideRow.__dataclass_fields__ if f != "instance"),
+    )
 
 
 def _instance_blocks(history: selectors.MonthlyHistory, selected, markers) -> list[ChartBlock]:
@@ -402,7 +418,6 @@ def _instance_blocks(history: selectors.MonthlyHistory, selected, markers) -> li
 
 def _billable_block(history: selectors.MonthlyHistory, outside, markers) -> ChartBlock:
     months, lines = series.billable_by_instance(history, outside)
-    headers, rows = tables.series_table(lines, months)
     return ChartBlock(
         "not-production-billable",
         as_of_title("Billable users by instance", history.as_of),
@@ -418,10 +433,9 @@ def _billable_block(history: selectors.MonthlyHistory, outside, markers) -> Char
         if not outside
         else "None of these instances has sent a usage ping in the last "
         f"{selectors.MONTHS_SHOWN} months.",
-        headers,
-        rows,
         note="The dashed line, on the right-hand axis, is the Production total the "
         "health measures used.",
+        table=tables.series_table_html(lines, months) if months else "",
     )
 
 
