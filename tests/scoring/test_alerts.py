@@ -52,18 +52,23 @@ def test_moves_name_only_the_watched_measures_that_changed():
     ]
 
 
-@pytest.fixture
-def owned(db, csm):
-    sub = SubscriptionFactory(licensed_seats=100)
+def csm_owned_instance(csm, *, name: str | None = None):
+    """An instance of a 400-day-old Strategic account ``csm`` owns, scored Green on LU."""
+    sub = SubscriptionFactory(licensed_seats=100, **({"company__name": name} if name else {}))
     Company.objects.filter(pk=sub.company_id).update(
         csm=csm, segment="Strategic", customer_since=timezone.now().date() - dt.timedelta(days=400)
     )
     instance = InstanceFactory(subscription=sub, company=sub.company)
-    _ping(instance, GREEN, days_ago=3)
+    ping_scored(instance, GREEN, days_ago=3)
     return instance
 
 
-def _ping(instance, billable: int, *, days_ago: float) -> None:
+@pytest.fixture
+def owned(db, csm):
+    return csm_owned_instance(csm)
+
+
+def ping_scored(instance, billable: int, *, days_ago: float) -> None:
     store_ping(
         instance,
         recorded_at=timezone.now() - dt.timedelta(days=days_ago),
@@ -80,13 +85,13 @@ def _lu_alerts(instance):
 
 
 def test_a_drop_raises_one_alert_with_the_score_that_dropped(owned):
-    _ping(owned, RED, days_ago=2)
+    ping_scored(owned, RED, days_ago=2)
     (alert,) = _lu_alerts(owned)
     assert (alert.status, alert.from_color, alert.to_color) == ("open", "Green", "Red")
     current = ScoreSnapshot.objects.get(company_id=owned.company_id, is_current=True)
     assert alert.snapshot_id == current.pk
     assert [e.kind for e in alert.events.all()] == ["raised"]
-    _ping(owned, RED - 5, days_ago=1)  # still Red: nothing new
+    ping_scored(owned, RED - 5, days_ago=1)  # still Red: nothing new
     assert len(_lu_alerts(owned)) == 1 and _lu_alerts(owned)[0].events.count() == 1
 
 
@@ -94,22 +99,22 @@ def test_a_further_drop_updates_the_open_alert(owned):
     Company.objects.filter(pk=owned.company_id).update(
         customer_since=timezone.now().date() - dt.timedelta(days=200)  # 6–9 months: 3 colours
     )
-    _ping(owned, 70, days_ago=2.5)  # > 50 % – 75 %: Yellow
+    ping_scored(owned, 70, days_ago=2.5)  # > 50 % – 75 %: Yellow
     (alert,) = _lu_alerts(owned)
     assert (alert.from_color, alert.to_color) == ("Green", "Yellow")
-    _ping(owned, 40, days_ago=2)  # ≤ 50 %: Red
+    ping_scored(owned, 40, days_ago=2)  # ≤ 50 %: Red
     (alert,) = _lu_alerts(owned)
     assert (alert.status, alert.from_color, alert.to_color) == ("open", "Green", "Red")
     assert [e.kind for e in alert.events.all()] == ["raised", "worsened"]
 
 
 def test_a_recovery_closes_the_alert_by_itself_with_the_reason(owned):
-    _ping(owned, RED, days_ago=2)
-    _ping(owned, GREEN + 5, days_ago=1)
+    ping_scored(owned, RED, days_ago=2)
+    ping_scored(owned, GREEN + 5, days_ago=1)
     (alert,) = _lu_alerts(owned)
     assert (alert.status, alert.close_reason) == ("closed", "recovered to Green")
     assert [e.kind for e in alert.events.all()] == ["raised", "recovered"]
-    _ping(owned, RED, days_ago=0.5)  # a new drop: a new alert, the closed one stays closed
+    ping_scored(owned, RED, days_ago=0.5)  # a new drop: a new alert, the closed one stays closed
     assert [a.status for a in _lu_alerts(owned)] == ["closed", "open"]
 
 
@@ -118,18 +123,18 @@ def test_accounts_a_csm_does_not_own_get_no_alert(owned, segment, has_csm):
     Company.objects.filter(pk=owned.company_id).update(
         segment=segment, **({} if has_csm else {"csm": None})
     )
-    _ping(owned, RED, days_ago=2)
+    ping_scored(owned, RED, days_ago=2)
     assert _lu_alerts(owned) == []
 
 
 def test_a_change_of_rules_is_not_a_drop(owned, ops):
-    _ping(owned, 80, days_ago=2)  # Green under both presets' LU table
+    ping_scored(owned, 80, days_ago=2)  # Green under both presets' LU table
     scheme_set(name="gitlab-dbt-2024", by=ops, rebuild_history=False)
     assert not HealthAlert.objects.filter(company_id=owned.company_id).exists()
 
 
 def test_a_csm_closes_a_drop_with_a_note_and_the_trail_says_who(owned, csm):
-    _ping(owned, RED, days_ago=2)
+    ping_scored(owned, RED, days_ago=2)
     (alert,) = _lu_alerts(owned)
     alert_close(alert_id=alert.pk, by=csm, note="seats cut at renewal, expected")
     alert.refresh_from_db()
@@ -146,7 +151,7 @@ def test_a_csm_closes_a_drop_with_a_note_and_the_trail_says_who(owned, csm):
 
 
 def test_the_worklist_shows_a_csm_their_open_drops_and_ops_every_one(owned, csm, other_csm, ops):
-    _ping(owned, RED, days_ago=2)
+    ping_scored(owned, RED, days_ago=2)
     url = reverse("alerts")
     name = owned.company.name
     assert name in _html(_client(csm).get(url))
@@ -161,14 +166,14 @@ def test_the_worklist_shows_a_csm_their_open_drops_and_ops_every_one(owned, csm,
 def test_the_c360_header_carries_a_badge_of_open_drops(owned, viewer):
     page = reverse("account_summary", args=[owned.company_id])
     assert 'data-testid="drop-badge"' not in _html(_client(viewer).get(page))
-    _ping(owned, RED, days_ago=2)
+    ping_scored(owned, RED, days_ago=2)
     html = _html(_client(viewer).get(page))
     assert 'data-testid="drop-badge"' in html
     assert '<span class="pill pill-Red">1</span> open health drop</a>' in html
 
 
 def test_closing_from_the_worklist_needs_the_right_person_and_a_note(owned, csm, other_csm):
-    _ping(owned, RED, days_ago=2)
+    ping_scored(owned, RED, days_ago=2)
     (alert,) = _lu_alerts(owned)
     url = reverse("alert_close", args=[alert.pk])
     assert _client(other_csm).post(url, {"note": "not mine"}).status_code == 403
@@ -189,7 +194,7 @@ def test_the_digest_is_sent_once_a_day_per_csm(owned, csm, settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     csm.email = "csm@example.com"
     csm.save()
-    _ping(owned, RED, days_ago=2)
+    ping_scored(owned, RED, days_ago=2)
     today = timezone.localdate()
     assert drop_digests_send(day=today) == 1
     assert drop_digests_send(day=today) == 0  # beat ran twice: nothing more

@@ -3,36 +3,20 @@ follows the C360 badge to it, closes it with a note. Screenshots: /tmp/alerts_<w
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
-from django.utils import timezone
 
-from accounts.models import Company
 from scoring.models import HealthAlert
-from scoring.services import companies_refresh
 from tests.conftest import login
-from tests.factories import InstanceFactory, SubscriptionFactory, store_ping
+from tests.scoring.test_alerts import csm_owned_instance, ping_scored
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
 def drop(transactional_db, csm):
-    sub = SubscriptionFactory(licensed_seats=100, company__name="Globex Dropping")
-    Company.objects.filter(pk=sub.company_id).update(
-        csm=csm, segment="Strategic", customer_since=timezone.now().date() - dt.timedelta(days=400)
-    )
-    instance = InstanceFactory(subscription=sub, company=sub.company)
-    for days, billable in ((3, 90), (1, 55)):  # LU Green, then Red
-        store_ping(
-            instance,
-            recorded_at=timezone.now() - dt.timedelta(days=days),
-            metrics={"billable_users": billable},
-            refresh=False,
-        )
-        companies_refresh(company_ids=[sub.company_id], history=False)
-    return HealthAlert.objects.get(company_id=sub.company_id)
+    instance = csm_owned_instance(csm, name="Globex Dropping")
+    ping_scored(instance, 55, days_ago=1)  # LU Green → Red
+    return HealthAlert.objects.get(company_id=instance.company_id)
 
 
 def test_a_csm_follows_the_badge_and_closes_the_drop_with_a_note(page, drop, csm):

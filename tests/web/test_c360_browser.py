@@ -170,21 +170,18 @@ def test_ops_applies_a_pending_change_now(page, acme):
 def test_csm_sets_sentiment_on_the_summary(page, acme):
     login(page, "csm1", "demo")
     _open(page, f"/accounts/{acme.pk}/", charts=False)
-    sentiment = page.locator("#sentiment")
-    sentiment.get_by_label("Yellow").check()
-    sentiment.get_by_label("Note").fill("Champion left; rebuilding relationships.")
-    with page.expect_navigation():
-        page.get_by_role("button", name="Save sentiment").click()
-    assert "CSM sentiment set to Yellow" in page.locator(".messages").inner_text()
-    assert "Champion left" in page.locator("#sentiment").inner_text()
-    # The success plan's ROI (Outcomes) beside it, the same way.
-    roi = page.locator("#roi")
-    roi.get_by_label("Green").check()
-    roi.get_by_label("Note").fill("All three objectives met at the QBR.")
-    with page.expect_navigation():
-        page.get_by_role("button", name="Save ROI").click()
-    assert "Success-plan ROI set to Green" in page.locator(".messages").inner_text()
-    assert "All three objectives met" in page.locator("#roi").inner_text()
+    # Sentiment, then the success plan's ROI (Outcomes) beside it, the same way.
+    for section, colour, note, button, said in (
+        ("#sentiment", "Yellow", "Champion left; rebuilding.", "Save sentiment", "CSM sentiment"),
+        ("#roi", "Green", "All three objectives met at the QBR.", "Save ROI", "Success-plan ROI"),
+    ):
+        card = page.locator(section)
+        card.get_by_label(colour).check()
+        card.get_by_label("Note").fill(note)
+        with page.expect_navigation():
+            page.get_by_role("button", name=button).click()
+        assert f"{said} set to {colour}" in page.locator(".messages").inner_text()
+        assert note in page.locator(section).inner_text()
     acme.refresh_from_db()
     assert (acme.sentiment, acme.roi) == ("Yellow", "Green")
 

@@ -309,15 +309,15 @@ def test_admin_edits_and_deletes_of_instances_show_at_once(account, ops, rf):
 # Instances rows: cached by what they show
 
 
-def _rows_rendered(monkeypatch) -> list:
-    """The rows ``accounts/_instance_rows.html`` renders from now on (cache misses)."""
+def _rows_rendered(monkeypatch, template: str = "accounts/_instance_rows.html") -> list:
+    """The instances whose rows ``template`` renders from now on (cache misses)."""
     from usage_portal.web.c360 import sections
 
     rendered: list = []
     original = sections.render_to_string
 
     def spy(name, context=None, *args, **kwargs):
-        if name == "accounts/_instance_rows.html":
+        if name == template:
             rendered.extend(row.instance.pk for row in context["rows"])
         return original(name, context, *args, **kwargs)
 
@@ -362,20 +362,10 @@ def test_rows_are_not_shared_between_people_who_may_and_may_not_label(account, c
 
 
 def test_not_production_rows_are_cached_by_what_they_show(account, ops, monkeypatch):
-    from usage_portal.web.c360 import sections
-
     client = _client(ops)
     url = reverse("account_trends", args=[account.pk]) + "?report=not_production"
     client.get(url)
-    rendered: list = []
-    original = sections.render_to_string
-
-    def spy(name, context=None, *args, **kwargs):
-        if name == "accounts/_outside_rows.html":
-            rendered.extend(row.instance.pk for row in context["rows"])
-        return original(name, context, *args, **kwargs)
-
-    monkeypatch.setattr(sections, "render_to_string", spy)
+    rendered = _rows_rendered(monkeypatch, "accounts/_outside_rows.html")
     outside = Instance.objects.filter(company=account).exclude(instance_type="production")
     first = outside.order_by("pk").first()
     Instance.objects.filter(pk=first.pk).update(version="17.9.9-ee")
