@@ -178,69 +178,91 @@ def license_mappings_import(*, rows: list[LicenseMappingRow], by=None) -> Import
 
 def success_plans_import(*, rows: list[SuccessPlanRow]) -> ImportSummary:
     """Each account's success-plan ROI (Outcomes), with its note; re-importing updates it."""
-
-    def apply(company: Company, row: SuccessPlanRow, now) -> bool:
-        if (company.roi, company.roi_note) == (row.roi, row.note):
-            return False
-        Company.objects.filter(pk=company.pk).update(roi=row.roi, roi_note=row.note, roi_at=now)
-        return True
-
-    return _per_company_import(rows, apply, reason="success plans imported")
+    summary = ImportSummary()
+    now = timezone.now()
+    with transaction.atomic():
+        companies = _companies_named(rows)
+        changed = []
+        for row in rows:
+            company = _known_company(companies, row, summary)
+            if company is None:
+                continue
+            if (company.roi, company.roi_note) == (row.roi, row.note):
+                summary.unchanged += 1
+                continue
+            company.roi, company.roi_note, company.roi_at = row.roi, row.note, now
+            changed.append(company)
+        Company.objects.bulk_update(changed, ["roi", "roi_note", "roi_at"])
+        summary.updated = len(changed)
+        companies_changed({c.pk for c in changed}, since=None, reason="success plans imported")
+    return summary
 
 
 def support_tickets_import(*, rows: list[TicketRow]) -> ImportSummary:
     """Support tickets per account and month (Voice of the customer); a month re-imported is
     replaced, never added to."""
-
-    def apply(company: Company, row: TicketRow, now) -> bool:
-        existing = SupportTicketMonth.objects.filter(company=company, month=row.month).first()
-        if existing is not None and existing.tickets == row.tickets:
-            return False
-        SupportTicketMonth.objects.update_or_create(
-            company=company, month=row.month, defaults={"tickets": row.tickets}
-        )
-        return True
-
-    return _per_company_import(rows, apply, reason="support tickets imported")
+    return _per_company_rows(
+        rows,
+        model=SupportTicketMonth,
+        key="month",
+        values=lambda row: {"tickets": row.tickets},
+        same=lambda obj, row: obj.tickets == row.tickets,
+        reason="support tickets imported",
+    )
 
 
 def meetings_import(*, rows: list[MeetingRow]) -> ImportSummary:
     """Meetings per account and day with the personas met (Engagement); a day re-imported
     takes the file's personas."""
-
-    def apply(company: Company, row: MeetingRow, now) -> bool:
-        existing = Meeting.objects.filter(company=company, day=row.day).first()
-        if existing is not None and existing.persona_set == persona_names(row.personas):
-            return False
-        Meeting.objects.update_or_create(
-            company=company, day=row.day, defaults={"personas": row.personas}
-        )
-        return True
-
-    return _per_company_import(rows, apply, reason="meetings imported")
+    return _per_company_rows(
+        rows,
+        model=Meeting,
+        key="day",
+        values=lambda row: {"personas": row.personas},
+        same=lambda obj, row: obj.persona_set == persona_names(row.personas),
+        reason="meetings imported",
+    )
 
 
-def _per_company_import(rows, apply, *, reason: str) -> ImportSummary:
-    """Rows naming a company by CRM id: unknown ids are error lines; changed accounts are
-    announced once, after the import commits (current scores only: these have no history)."""
+def _per_company_rows(rows, *, model, key: str, values, same, reason: str) -> ImportSummary:
+    """Rows of ``model`` keyed by (company, ``key``): created, updated or left as they are, in
+    a fixed number of queries whatever the file's size. Unknown CRM ids are error lines; the
+    changed accounts are announced once (current scores only: these have no history)."""
     summary = ImportSummary()
-    now = timezone.now()
-    changed: set[int] = set()
     with transaction.atomic():
-        companies = Company.objects.in_bulk(
-            {r.crm_account_id for r in rows}, field_name="crm_account_id"
-        )
+        companies = _companies_named(rows)
+        existing = {
+            (obj.company_id, getattr(obj, key)): obj
+            for obj in model.objects.filter(
+                company__in=companies.values(), **{f"{key}__in": {getattr(r, key) for r in rows}}
+            )
+        }
+        new, updated, changed = [], [], set()
         for row in rows:
             company = _known_company(companies, row, summary)
             if company is None:
                 continue
-            if apply(company, row, now):
-                summary.updated += 1
-                changed.add(company.pk)
-            else:
+            obj = existing.get((company.pk, getattr(row, key)))
+            if obj is not None and same(obj, row):
                 summary.unchanged += 1
+                continue
+            if obj is None:
+                new.append(model(company=company, **{key: getattr(row, key)}, **values(row)))
+            else:
+                for name, value in values(row).items():
+                    setattr(obj, name, value)
+                updated.append(obj)
+            changed.add(company.pk)
+        model.objects.bulk_create(new)
+        if updated:
+            model.objects.bulk_update(updated, list(values(rows[0])))
+        summary.created, summary.updated = len(new), len(updated)
         companies_changed(changed, since=None, reason=reason)
     return summary
+
+
+def _companies_named(rows) -> dict[str, Company]:
+    return Company.objects.in_bulk({r.crm_account_id for r in rows}, field_name="crm_account_id")
 
 
 def _known_company(companies: dict, row, summary: ImportSummary) -> Company | None:

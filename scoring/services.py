@@ -383,7 +383,8 @@ def scheme_version_sync() -> SchemeChange | None:
         return None
     change = None
     with transaction.atomic():
-        config, _ = ScoringConfig.objects.select_for_update().get_or_create(
+        # One recorder at a time: the config row is the lock.
+        ScoringConfig.objects.select_for_update().get_or_create(
             pk=1, defaults={"scheme": scheme.name}
         )
         previous = older()

@@ -141,3 +141,22 @@ def test_the_scorecard_page_explains_each_group(tmp_path, company, viewer, commi
         "Prioritization 2: Green ≤ 65",
     ):
         assert text in html, text
+
+
+@pytest.mark.parametrize("months", [2, 40])
+def test_an_import_runs_the_same_queries_whatever_its_size(
+    company, months, django_assert_num_queries
+):
+    from accounts.importers import TicketRow
+    from accounts.services import support_tickets_import
+
+    start = dt.date(2020, 1, 1)
+    rows = [
+        TicketRow(n + 2, "0011", dt.date(start.year + n // 12, n % 12 + 1, 1), n)
+        for n in range(months)
+    ]
+    # Companies, existing rows, one insert, the account's touch (lock + update) and the
+    # savepoints of the two atomic blocks: 9, for 2 rows as for 40.
+    with django_assert_num_queries(9):
+        summary = support_tickets_import(rows=rows)
+    assert (summary.created, summary.updated) == (months, 0)

@@ -477,15 +477,7 @@ def _row_signature(row: InstanceRow, stale_days: int, back: str) -> tuple:
         row.edit_url,
         row.usage_url,
         row.is_stale,
-        tuple(
-            (field, n.apply_url, n.change.pk, n.change.field_label, n.change.new_label)
-            + (
-                n.change.when["effective"],
-                n.change.change.effective_at,
-                str(n.change.change.instance),
-            )
-            for field, n in sorted(row.pending.items())
-        ),
+        tuple(_note_signature(field, note) for field, note in sorted(row.pending.items())),
         tuple(c.summary for c in row.history),
     )
 
