@@ -130,3 +130,15 @@ def test_the_scorecard_explains_unknown_scanners_and_the_ultimate_only_rule(inst
     in_use = _current(instance.company_id).detail["measures"]["devsecops_scanners_in_use"]
     assert (in_use["value"], in_use["color"]) == (2, "Yellow")
     assert in_use["inputs"]["instance_ids"] == [instance.pk]
+
+
+def test_a_starting_worker_queues_the_rebuild(instance):
+    from celery.signals import worker_ready
+
+    store_ping(instance, days_ago=2, refresh=False)
+    companies_refresh(company_ids=[instance.company_id])
+    label = active_scheme().label
+    ScoreSnapshot.objects.update(scheme=label.replace("@2", "@1"), inputs_hash="old")
+    worker_ready.send(sender=None)  # what Celery sends once a worker is up (eager here)
+    assert SchemeChange.objects.get().to_scheme == label
+    assert ScoreSnapshot.objects.get(is_current=True).scheme == label
