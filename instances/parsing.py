@@ -16,7 +16,7 @@ import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from instances.metrics import METRICS, SENTINELS
@@ -28,6 +28,7 @@ __all__ = [
     "ParsedPing",
     "PingRejected",
     "bounded_text",
+    "check_recorded_at",
     "describe",
     "flatten",
     "parse_ping",
@@ -57,6 +58,13 @@ MAX_LENGTHS: dict[str, int] = {
 
 _MISSING = object()
 
+# A sender's clock may run a little ahead of ours; a ping further ahead is a broken clock. Stored,
+# it would freeze its instance (the newest ping always wins) and create months that have not
+# happened, so it is refused.
+CLOCK_SKEW = timedelta(minutes=5)
+# Service Ping arrived with GitLab 8.10 in 2016; anything earlier is a clock reset, not history.
+EARLIEST_RECORDED_AT = datetime(2016, 1, 1, tzinfo=UTC)
+
 # Ruby's Time#to_s ("2020-04-17 07:43:54 UTC", "... +0200") puts a space before the zone.
 _TRAILING_ZONE_RE = re.compile(r"\s+(UTC|GMT|Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 
@@ -74,7 +82,7 @@ class PingRejected(ValueError):
 
 
 def read_payload_file(
-    path: str, *, max_bytes: int, compress_level: int = 1
+    path: str, *, max_bytes: int, compress_level: int = 1, now: datetime | None = None
 ) -> tuple[ParsedPing, bytes]:
     """Read, inflate and parse one payload file: (parsed ping, its JSON zlib-compressed).
 
@@ -88,16 +96,18 @@ def read_payload_file(
             raise PayloadError(413, f"file of {size} bytes exceeds the limit of {max_bytes} bytes")
         data = handle.read()
     text = inflate_body(data, content_encoding=None, max_bytes=max_bytes)
-    parsed = parse_ping(loads_json(text))
+    parsed = parse_ping(loads_json(text), now=now)
     return parsed, zlib.compress(text, compress_level)
 
 
 def read_payload_file_or_reason(
-    path: str, *, max_bytes: int, compress_level: int = 1
+    path: str, *, max_bytes: int, compress_level: int = 1, now: datetime | None = None
 ) -> tuple[ParsedPing | None, bytes | None, str | None]:
     """`read_payload_file`, with a refusal returned as (None, None, reason) instead of raised."""
     try:
-        parsed, blob = read_payload_file(path, max_bytes=max_bytes, compress_level=compress_level)
+        parsed, blob = read_payload_file(
+            path, max_bytes=max_bytes, compress_level=compress_level, now=now
+        )
     except (PayloadError, PingRejected) as exc:
         return None, None, exc.reason
     except OSError as exc:
@@ -164,13 +174,14 @@ _METRIC_PATHS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = tuple(
 )
 
 
-def parse_ping(payload: object) -> ParsedPing:
+def parse_ping(payload: object, *, now: datetime | None = None) -> ParsedPing:
     """Validate a decoded Service Ping and extract identity, license and metrics.
 
     Refuses (PingRejected) a payload that is not a JSON object, has no non-empty string `uuid`, has
-    a `recorded_at` that is missing or not an ISO 8601 / Ruby timestamp, a non-string `version` or
-    `hostname`, or an over-long uuid/hostname. Everything else is lenient: malformed optional fields
-    become None. A missing hostname is "". A naive `recorded_at` is taken as UTC.
+    a `recorded_at` that is missing, not an ISO 8601 / Ruby timestamp or before 2016, a non-string
+    `version` or `hostname`, or an over-long uuid/hostname; given `now` (every new ping), also a
+    `recorded_at` more than `CLOCK_SKEW` ahead of it. Everything else is lenient: malformed
+    optional fields become None. A missing hostname is "". A naive `recorded_at` is taken as UTC.
     """
     if not isinstance(payload, dict):
         raise PingRejected(f"payload is {describe(payload)}, not an object")
@@ -178,6 +189,7 @@ def parse_ping(payload: object) -> ParsedPing:
     uuid = _required_identity(payload, "uuid")
     hostname = _optional_identity(payload, "hostname")
     recorded_at = _parse_recorded_at(payload.get("recorded_at", _MISSING))
+    check_recorded_at(recorded_at, now=now)
     version = payload.get("version")
     if version is not None and not isinstance(version, str):
         raise PingRejected(f"version must be a string, not {describe(version)}")
@@ -346,6 +358,19 @@ def _parse_recorded_at(value: object) -> datetime:
     if parsed is None:
         raise PingRejected(f"recorded_at {value[:64]!r} is not an ISO 8601 timestamp")
     return parsed
+
+
+def check_recorded_at(recorded_at: datetime, *, now: datetime | None) -> None:
+    """Refuse (PingRejected) a timestamp before 2016 or, given `now`, beyond `CLOCK_SKEW` ahead."""
+    if recorded_at < EARLIEST_RECORDED_AT:
+        raise PingRejected(
+            f"recorded_at {recorded_at:%Y-%m-%d %H:%M} UTC is before Service Ping existed (2016)"
+        )
+    if now is not None and recorded_at > now + CLOCK_SKEW:
+        raise PingRejected(
+            f"recorded_at {recorded_at:%Y-%m-%d %H:%M} UTC is in the future "
+            f"(the portal's clock reads {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC)"
+        )
 
 
 def parse_timestamp(value: str) -> datetime | None:

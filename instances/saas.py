@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time
 import orjson
 
 from .metrics import METRIC_NAMES, SEAT_METRICS
-from .parsing import PingRejected
+from .parsing import PingRejected, check_recorded_at
 
 REQUIRED_COLUMNS = ("namespace_id", "namespace_path", "subscription_name", "snapshot_date")
 #: Export column → metric; every other metric name is read from the column of the same name.
@@ -78,8 +78,10 @@ def _normalised(row: object) -> object:
     return {str(key).strip().lower(): value for key, value in row.items()}
 
 
-def parse_saas_row(row: object, *, line: int) -> SaasRow:
+def parse_saas_row(row: object, *, line: int, now: datetime | None = None) -> SaasRow:
     """Validate one namespace row; raises PingRejected naming the field and the problem.
+
+    The snapshot date is held to the same clock as a ping's `recorded_at` (`check_recorded_at`).
 
     Seats and usage columns that are blank, negative (GitLab's sentinels), fractional or not
     numbers are unknown (None), never 0. Namespaces and subscription names are trimmed.
@@ -95,6 +97,8 @@ def parse_saas_row(row: object, *, line: int) -> SaasRow:
     if snapshot is None:
         shown = str(row.get("snapshot_date") or "")
         raise PingRejected(f"snapshot_date {shown[:40]!r} is not an ISO date (YYYY-MM-DD)")
+    recorded_at = datetime.combine(snapshot, time(0, 0), tzinfo=UTC)
+    check_recorded_at(recorded_at, now=now)
     metrics: dict[str, int | None] = dict.fromkeys(METRIC_NAMES)
     for column, metric in SEAT_COLUMNS.items():
         metrics[metric] = _count(row.get(column))
@@ -104,7 +108,7 @@ def parse_saas_row(row: object, *, line: int) -> SaasRow:
         namespace_id=namespace_id,
         namespace_path=str(row.get("namespace_path") or "").strip()[:255],
         subscription_name=subscription[:64],
-        recorded_at=datetime.combine(snapshot, time(0, 0), tzinfo=UTC),
+        recorded_at=recorded_at,
         metrics=metrics,
         line=line,
     )

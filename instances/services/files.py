@@ -19,6 +19,7 @@ import orjson
 from django.conf import settings
 from django.core.files import File
 from django.db import DataError
+from django.utils import timezone
 
 from accounts.changes import companies_changed
 from instances.models import PingSource
@@ -106,6 +107,7 @@ def ping_files_ingest(
         read_payload_file_or_reason,
         max_bytes=max_bytes or settings.PING_MAX_DECOMPRESSED_BYTES,
         compress_level=RAW_COMPRESSION_LEVEL,
+        now=timezone.now(),
     )
     summary = BulkSummary(items=len(files))
     paths = [str(p) for p in files]
@@ -183,6 +185,7 @@ def saas_export_ingest(*, data: bytes, filename: str, batch_size: int = 500) -> 
     summary = BulkSummary()
     batch: list[PingInput] = []
     rejections: list[tuple[str, str, bytes | None]] = []
+    now = timezone.now()
 
     def flush() -> None:
         result = pings_store(inputs=batch, source=PingSource.SAAS, refresh=False)
@@ -195,7 +198,8 @@ def saas_export_ingest(*, data: bytes, filename: str, batch_size: int = 500) -> 
     for number, (location, row) in enumerate(read_rows(data, filename=filename), start=1):
         summary.items += 1
         try:
-            batch.append(PingInput.from_saas(parse_saas_row(row, line=number), label=location))
+            parsed = parse_saas_row(row, line=number, now=now)
+            batch.append(PingInput.from_saas(parsed, label=location))
         except PingRejected as exc:
             summary.rejected.append((location, exc.reason))
             raw = orjson.dumps(row, default=str) if row is not None else None
@@ -247,7 +251,7 @@ def _upload_store(upload: File) -> tuple[UploadResult, set[int]]:
         text = inflate_body(
             data, content_encoding=None, max_bytes=settings.PING_MAX_DECOMPRESSED_BYTES
         )
-        parsed = parse_ping(loads_json(text))
+        parsed = parse_ping(loads_json(text), now=timezone.now())
         raw = bytes(text)
         summary = pings_store(
             inputs=[PingInput.from_parsed(parsed, raw=raw, label=name)],
