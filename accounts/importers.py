@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from instances.transport import clean_text
+
 from .models import Deployment, Plan, Segment, Sentiment, SubscriptionStatus
 
 KINDS: dict[str, tuple[str, ...]] = {
@@ -128,7 +130,8 @@ def read_csv(data: bytes) -> tuple[str, list, list[str]]:
     ``ImportError_`` when the file as a whole cannot be read.
     """
     try:
-        text = data.decode("utf-8-sig")
+        # NUL is the one character PostgreSQL refuses in text; a CRM export never means one.
+        text = clean_text(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise ImportError_(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     reader = csv.DictReader(io.StringIO(text))

@@ -12,6 +12,7 @@ import orjson
 
 from .metrics import METRIC_NAMES, SEAT_METRICS
 from .parsing import PingRejected, check_recorded_at
+from .transport import clean_text, clean_value
 
 REQUIRED_COLUMNS = ("namespace_id", "namespace_path", "subscription_name", "snapshot_date")
 #: Export column → metric; every other metric name is read from the column of the same name.
@@ -39,7 +40,7 @@ def read_rows(data: bytes, *, filename: str) -> Iterator[tuple[str, dict]]:
     a JSON Lines line that is not JSON is yielded as None so it is reported on its own.
     """
     try:
-        text = data.decode("utf-8-sig")
+        text = clean_text(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise PingRejected(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     stripped = text.lstrip()
@@ -51,7 +52,7 @@ def read_rows(data: bytes, *, filename: str) -> Iterator[tuple[str, dict]]:
         if not isinstance(rows, list):
             raise PingRejected("a JSON export must be an array of objects")
         for index, row in enumerate(rows, start=1):
-            yield f"item {index}", _normalised(row)
+            yield f"item {index}", _normalised(clean_value(row))
         return
     if stripped.startswith("{") or filename.lower().endswith((".jsonl", ".ndjson", ".json")):
         for number, line in enumerate(text.splitlines(), start=1):
@@ -61,7 +62,7 @@ def read_rows(data: bytes, *, filename: str) -> Iterator[tuple[str, dict]]:
                 row = orjson.loads(line)
             except orjson.JSONDecodeError:
                 row = None
-            yield f"line {number}", _normalised(row)
+            yield f"line {number}", _normalised(clean_value(row))
         return
     reader = csv.DictReader(io.StringIO(text))
     reader.fieldnames = [(name or "").strip().lower() for name in reader.fieldnames or []]

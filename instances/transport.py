@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import zlib
 
 import orjson
@@ -19,6 +20,9 @@ _GZIP_ENCODINGS = frozenset({"gzip", "x-gzip"})
 _IDENTITY_ENCODINGS = frozenset({"", "identity"})
 # Bounded output per zlib call keeps a bomb's peak memory near max_bytes, not a multiple of it.
 _INFLATE_CHUNK = 1024 * 1024
+# Python joins valid surrogate pairs while decoding, so any surrogate left in a str is a lone one:
+# not encodable as UTF-8, refused by every database driver.
+_LONE_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 class PayloadError(ValueError):
@@ -72,8 +76,56 @@ def inflate_body(
 
 
 def loads_json(data: bytes | bytearray | memoryview) -> object:
-    """Parse JSON text; raises `PayloadError` 400 for invalid UTF-8 or JSON."""
-    return _loads(data)
+    """Parse JSON text; raises `PayloadError` 400 for invalid UTF-8 or JSON.
+
+    Every string in the result is one a database can store (`clean_text`): JSON may escape NUL
+    (``\\u0000``) and, through the standard-library fallback, lone UTF-16 surrogates.
+    """
+    value, fallback = _loads(data)
+    text = data.tobytes() if isinstance(data, memoryview) else data
+    if fallback or b"\\u0000" in text:
+        value = clean_value(value)
+    return value
+
+
+def clean_text(value: str) -> str:
+    """`value` without NUL characters, each lone UTF-16 surrogate replaced by U+FFFD.
+
+    The one text sanitiser of the ingest boundary: PostgreSQL refuses NUL in text and no driver
+    can encode a lone surrogate, so either would otherwise fail the whole write.
+    """
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    return _LONE_SURROGATE_RE.sub("\ufffd", value)
+
+
+def clean_value(root: object) -> object:
+    """`root` with every string (keys included) passed through `clean_text`, in place.
+
+    Iterative: a JSON document may nest deeper than Python's recursion limit.
+    """
+    if isinstance(root, str):
+        return clean_text(root)
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if any(isinstance(k, str) and clean_text(k) != k for k in node):
+                cleaned = {clean_text(k): v for k, v in node.items()}
+                node.clear()
+                node.update(cleaned)
+            for key, item in node.items():
+                if isinstance(item, str):
+                    node[key] = clean_text(item)
+                elif isinstance(item, dict | list):
+                    stack.append(item)
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                if isinstance(item, str):
+                    node[index] = clean_text(item)
+                elif isinstance(item, dict | list):
+                    stack.append(item)
+    return root
 
 
 def _gunzip(raw: bytes, *, max_bytes: int) -> bytearray:
@@ -101,9 +153,10 @@ def _gunzip(raw: bytes, *, max_bytes: int) -> bytearray:
     return out
 
 
-def _loads(data: bytes | bytearray | memoryview) -> object:
+def _loads(data: bytes | bytearray | memoryview) -> tuple[object, bool]:
+    """(the JSON value, whether the standard-library fallback parsed it)."""
     try:
-        return orjson.loads(data)
+        return orjson.loads(data), False
     except orjson.JSONDecodeError as exc:
         if "utf-8" in exc.msg.lower():
             raise PayloadError(400, _utf8_error(data)) from None
@@ -112,13 +165,14 @@ def _loads(data: bytes | bytearray | memoryview) -> object:
     # orjson refuses (or, by version, rounds) numbers outside 64-bit/double range; the standard
     # library parses them exactly, and the ping parser nulls them later.
     try:
-        return json.loads(
+        value = json.loads(
             bytes(data).decode("utf-8"), parse_int=_parse_int, parse_constant=_reject_constant
         )
     except json.JSONDecodeError as exc:
         raise PayloadError(400, f"malformed JSON: {exc}") from None
     except (ValueError, RecursionError) as exc:
         raise PayloadError(400, f"malformed JSON: {exc}") from None
+    return value, True
 
 
 def _parse_int(text: str) -> int | float:
