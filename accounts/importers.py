@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -45,9 +46,16 @@ IMPORT_ORDER = (
     "support_tickets",
     "meetings",
 )
+#: A cell holding only this clears an optional column; an empty cell leaves it as it is, so a
+#: CRM export with a column left blank never wipes what the portal holds.
+CLEAR = "-"
 MAX_TICKETS = 1_000_000
 MAX_SEATS = 2_147_483_647  # the column is a 32-bit integer
 MAX_ARR = Decimal("999999999999.99")  # 14 digits, 2 after the point
+
+
+_ISO_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_MONTH_RE = re.compile(r"\d{4}-\d{2}(-\d{2})?")
 
 
 class ImportError_(ValueError):
@@ -63,6 +71,8 @@ class CompanyRow:
     csm: str
     customer_since: date | None
     prioritization: int | None = None
+    #: The optional columns this row sets (a value, or `CLEAR`); None: all of them.
+    given: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,9 +108,11 @@ class SubscriptionRow:
     licensed_seats: int
     start_date: date | None
     end_date: date | None
-    status: str
+    status: str  # "" when blank: "active" for a new subscription, unchanged for a known one
     deployment: str
     arr: Decimal | None
+    #: The optional columns this row sets (a value, or `CLEAR`); None: all of them.
+    given: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +196,17 @@ def _get(row: dict, key: str) -> str:
     return (row.get(key) or "").strip()
 
 
+def _optional(row: dict, key: str, given: set[str]) -> str:
+    """An optional column's text ("" when blank or cleared); records in `given` that it is set."""
+    value = _get(row, key)
+    if value == CLEAR:
+        given.add(key)
+        return ""
+    if value:
+        given.add(key)
+    return value
+
+
 def _required(row: dict, key: str, max_length: int | None = None) -> str:
     value = _get(row, key)
     if not value:
@@ -204,8 +227,11 @@ def _choice(value: str, choices, key: str, aliases: dict[str, str] | None = None
 
 
 def _date(value: str, key: str) -> date | None:
+    # fromisoformat alone also takes 20200102 and 2020-W01-1; the files say YYYY-MM-DD.
     if not value:
         return None
+    if not _ISO_DATE_RE.fullmatch(value):
+        raise ImportError_(f"{key} {value!r} is not an ISO date (YYYY-MM-DD)")
     try:
         return date.fromisoformat(value)
     except ValueError as exc:
@@ -213,14 +239,16 @@ def _date(value: str, key: str) -> date | None:
 
 
 def _company(row: dict, line: int) -> CompanyRow:
+    given: set[str] = set()
     return CompanyRow(
         line=line,
         crm_account_id=_required(row, "crm_account_id", 64),
         name=_required(row, "name", 255),
         segment=_choice(_required(row, "segment"), Segment, "segment"),
-        csm=_get(row, "csm"),
-        customer_since=_date(_get(row, "customer_since"), "customer_since"),
-        prioritization=_prioritization(_get(row, "prioritization")),
+        csm=_optional(row, "csm", given),
+        customer_since=_date(_optional(row, "customer_since", given), "customer_since"),
+        prioritization=_prioritization(_optional(row, "prioritization", given)),
+        given=frozenset(given),
     )
 
 
@@ -244,6 +272,8 @@ def _success_plan(row: dict, line: int) -> SuccessPlanRow:
 def _tickets(row: dict, line: int) -> TicketRow:
     month_text = _required(row, "month")
     try:
+        if not _ISO_MONTH_RE.fullmatch(month_text):
+            raise ValueError(month_text)
         month = date.fromisoformat(month_text if len(month_text) > 7 else f"{month_text}-01")
     except ValueError as exc:
         raise ImportError_(f"month {month_text!r} is not YYYY-MM") from exc
@@ -271,7 +301,8 @@ def _subscription(row: dict, line: int) -> SubscriptionRow:
         raise ImportError_(f"licensed_seats {seats_text!r} is not a whole number") from exc
     if not 0 <= seats <= MAX_SEATS:
         raise ImportError_(f"licensed_seats {seats_text!r} is out of range")
-    arr_text = _get(row, "arr")
+    given: set[str] = set()
+    arr_text = _optional(row, "arr", given)
     try:
         arr = Decimal(arr_text) if arr_text else None
     except InvalidOperation as exc:
@@ -281,8 +312,8 @@ def _subscription(row: dict, line: int) -> SubscriptionRow:
             raise ImportError_(f"arr {arr_text!r} must be a non-negative amount below 10^12")
         arr = arr.quantize(Decimal("0.01"))
     start, end = (
-        _date(_get(row, "start_date"), "start_date"),
-        _date(_get(row, "end_date"), "end_date"),
+        _date(_optional(row, "start_date", given), "start_date"),
+        _date(_optional(row, "end_date", given), "end_date"),
     )
     if start and end and end < start:
         raise ImportError_("end_date is before start_date")
@@ -299,7 +330,7 @@ def _subscription(row: dict, line: int) -> SubscriptionRow:
         licensed_seats=seats,
         start_date=start,
         end_date=end,
-        status=_choice(_get(row, "status") or "active", SubscriptionStatus, "status"),
+        status=_status(_optional(row, "status", given)),
         deployment=_choice(
             _required(row, "deployment"),
             Deployment,
@@ -307,7 +338,12 @@ def _subscription(row: dict, line: int) -> SubscriptionRow:
             {"self_managed": "self-managed", "sm": "self-managed", "gitlab.com": "saas"},
         ),
         arr=arr,
+        given=frozenset(given),
     )
+
+
+def _status(text: str) -> str:
+    return _choice(text, SubscriptionStatus, "status") if text else ""
 
 
 def _mapping(row: dict, line: int) -> LicenseMappingRow:

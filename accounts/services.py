@@ -3,10 +3,11 @@ tickets, meetings) and CSM sentiment."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from accounts.changes import companies_changed
@@ -18,9 +19,18 @@ from accounts.importers import (
     SuccessPlanRow,
     TicketRow,
 )
-from accounts.models import Company, Meeting, Subscription, SupportTicketMonth, persona_names
+from accounts.models import (
+    Company,
+    Meeting,
+    Subscription,
+    SubscriptionStatus,
+    SupportTicketMonth,
+    persona_names,
+)
 from instances.models import Instance, License, MappingSource, MonthlyUsage
 from instances.services.licenses import licenses_map, subscriptions_attach_waiting
+
+audit = logging.getLogger("usage_portal.audit")
 
 
 @dataclass
@@ -35,9 +45,28 @@ class ImportSummary:
     notes: list[str] = field(default_factory=list)
     attached_pings: int = 0
 
+    def changes(self, line: int, key: str, changes: list[tuple[str, object, object]]) -> None:
+        """List what an update changed, one note per field, and log it for the audit trail."""
+        for name, old, new in changes:
+            note = f"line {line}: {key}: {name} {_shown(old)} → {_shown(new)}"
+            self.notes.append(note)
+            audit.info("CRM import changed %s", note)
+
+
+def _shown(value) -> str:
+    if value is None or value == "":
+        return "(blank)"
+    if isinstance(value, models.Model):
+        return str(getattr(value, "username", None) or value)
+    return str(value)
+
 
 def companies_import(*, rows: list[CompanyRow]) -> ImportSummary:
-    """Create or update companies by CRM account id; an unknown CSM username is an error line."""
+    """Create or update companies by CRM account id; an unknown CSM username is an error line.
+
+    An optional column left blank keeps what the company has (`CompanyRow.given`); every value
+    an update changes is listed in ``notes`` as "line N: <id>: field old → new".
+    """
     summary = ImportSummary()
     changed: list[int] = []
     users = {
@@ -65,9 +94,12 @@ def companies_import(*, rows: list[CompanyRow]) -> ImportSummary:
                     crm_account_id=row.crm_account_id, **values
                 )
                 summary.created += 1
-            elif _assign(company, values):
+                continue
+            changes = _assign(company, _given(values, row.given, COMPANY_OPTIONAL))
+            if changes:
                 company.save()
                 summary.updated += 1
+                summary.changes(row.line, row.crm_account_id, changes)
                 changed.append(company.pk)  # a new CSM or segment changes what counts
             else:
                 summary.unchanged += 1
@@ -99,7 +131,7 @@ def subscriptions_import(*, rows: list[SubscriptionRow]) -> ImportSummary:
                 "licensed_seats": row.licensed_seats,
                 "start_date": row.start_date,
                 "end_date": row.end_date,
-                "status": row.status,
+                "status": row.status or SubscriptionStatus.ACTIVE,
                 "deployment": row.deployment,
                 "arr": row.arr,
             }
@@ -111,11 +143,14 @@ def subscriptions_import(*, rows: list[SubscriptionRow]) -> ImportSummary:
                 touched.append(sub)
                 continue
             previous_company_id = sub.company_id
-            if not _assign(sub, values):
+            given = row.given if row.status or row.given is None else row.given - {"status"}
+            changes = _assign(sub, _given(values, given, SUBSCRIPTION_OPTIONAL))
+            if not changes:
                 summary.unchanged += 1
                 continue
             sub.save()
             summary.updated += 1
+            summary.changes(row.line, row.name, changes)
             touched.append(sub)
             company_ids |= {previous_company_id, sub.company_id}
             if previous_company_id != sub.company_id:
@@ -275,13 +310,27 @@ def _known_company(companies: dict, row, summary: ImportSummary) -> Company | No
     return company
 
 
-def _assign(obj, values: dict) -> bool:
-    changed = False
+#: Columns a row may leave blank to keep the stored value (`accounts.importers.CLEAR` clears).
+COMPANY_OPTIONAL = frozenset({"csm", "customer_since", "prioritization"})
+SUBSCRIPTION_OPTIONAL = frozenset({"start_date", "end_date", "status", "arr"})
+
+
+def _given(values: dict, given: frozenset[str] | None, optional: frozenset[str]) -> dict:
+    """`values` without the optional columns a row left blank (None: the row sets them all)."""
+    if given is None:
+        return values
+    return {k: v for k, v in values.items() if k not in optional or k in given}
+
+
+def _assign(obj, values: dict) -> list[tuple[str, object, object]]:
+    """Set `values` on `obj`; (field, old, new) for each one that changed."""
+    changes = []
     for name, value in values.items():
-        if getattr(obj, name) != value:
+        old = getattr(obj, name)
+        if old != value:
             setattr(obj, name, value)
-            changed = True
-    return changed
+            changes.append((name, old, value))
+    return changes
 
 
 def sentiment_set(*, company: Company, sentiment: str, note: str, by) -> Company:

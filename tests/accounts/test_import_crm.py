@@ -219,3 +219,88 @@ def test_missing_file_is_reported(tmp_path):
     _, err, status = run(tmp_path / "nope.csv")
     assert status == 1
     assert "nope.csv: cannot read the file" in err
+
+
+# --------------------------------------------------------------------------------------------------
+# Re-imports: blank keeps, "-" clears, every change listed
+
+
+def test_a_reimport_with_blank_optional_columns_keeps_what_the_portal_holds(tmp_path, csm):
+    run(write(tmp_path, "a.csv", COMPANIES), write(tmp_path, "s.csv", SUBSCRIPTIONS))
+    cancelled = SUBSCRIPTIONS.replace(",active,", ",cancelled,")
+    run(write(tmp_path, "s2.csv", cancelled))
+    blank_companies = (
+        "crm_account_id,name,segment,csm,customer_since\n"
+        "0016100000000001,Acme Robotics,Strategic,,\n"
+    )
+    blank_subs = (
+        "subscription_name,crm_account_id,plan,licensed_seats,start_date,end_date,status,"
+        "deployment,arr\n"
+        "A-S00000001,0016100000000001,Ultimate,250,,,,self-managed,\n"
+    )
+
+    out, err, status = run(
+        write(tmp_path, "a3.csv", blank_companies), write(tmp_path, "s3.csv", blank_subs)
+    )
+
+    assert (status, err) == (0, "")
+    assert "companies: 0 created, 0 updated, 1 unchanged" in out
+    assert "subscriptions: 0 created, 0 updated, 1 unchanged" in out
+    acme = Company.objects.get(crm_account_id="0016100000000001")
+    assert (acme.csm, acme.customer_since) == (csm, date(2021, 4, 1))
+    sub = Subscription.objects.get(name="A-S00000001")
+    assert (sub.start_date, sub.end_date, sub.status, sub.arr) == (
+        date(2024, 1, 1),
+        date(2025, 1, 1),
+        "cancelled",
+        Decimal("120000.50"),
+    )
+
+
+def test_a_dash_clears_an_optional_column_and_every_change_is_listed(tmp_path, csm):
+    run(write(tmp_path, "a.csv", COMPANIES), write(tmp_path, "s.csv", SUBSCRIPTIONS))
+    cleared = (
+        "crm_account_id,name,segment,csm,customer_since\n"
+        "0016100000000001,Acme Robotics,Growth,-,-\n"
+    )
+
+    out, err, status = run(write(tmp_path, "a2.csv", cleared))
+
+    assert (status, err) == (0, "")
+    assert "companies: 0 created, 1 updated, 0 unchanged" in out
+    path = tmp_path / "a2.csv"
+    assert f"{path}:line 2: 0016100000000001: segment Strategic → Growth" in out
+    assert f"{path}:line 2: 0016100000000001: csm csm_user → (blank)" in out
+    assert f"{path}:line 2: 0016100000000001: customer_since 2021-04-01 → (blank)" in out
+    acme = Company.objects.get(crm_account_id="0016100000000001")
+    assert (acme.segment, acme.csm, acme.customer_since) == ("Growth", None, None)
+
+
+def test_a_blank_status_makes_a_new_subscription_active(tmp_path, csm):
+    run(write(tmp_path, "a.csv", COMPANIES), write(tmp_path, "s.csv", SUBSCRIPTIONS))
+    assert Subscription.objects.get(name="A-S00000002").status == "active"
+
+
+@pytest.mark.parametrize("written", ["20200102", "2020-W01-1", "2020-1-2", "2020-01-02T00:00"])
+def test_dates_must_be_written_yyyy_mm_dd(tmp_path, csm, written):
+    companies = (
+        "crm_account_id,name,segment,csm,customer_since\n"
+        f"0016100000000001,Acme Robotics,Strategic,,{written}\n"
+    )
+
+    out, err, status = run(write(tmp_path, "a.csv", companies))
+
+    assert status == 1
+    assert f"line 2: customer_since {written!r} is not an ISO date (YYYY-MM-DD)" in err
+    assert not Company.objects.exists()
+
+
+@pytest.mark.parametrize("written", ["202001", "2020-W01"])
+def test_ticket_months_must_be_written_yyyy_mm(tmp_path, csm, written):
+    run(write(tmp_path, "a.csv", COMPANIES))
+    tickets = f"crm_account_id,month,tickets\n0016100000000001,{written},3\n"
+
+    out, err, status = run(write(tmp_path, "t.csv", tickets))
+
+    assert status == 1
+    assert f"line 2: month {written!r} is not YYYY-MM" in err

@@ -38,8 +38,11 @@ class Command(BaseCommand):
         "UTF-8 with or "
         "without BOM; extra columns are ignored. Files are imported companies first, then "
         "subscriptions, then mappings, whatever their order here. Re-importing updates rows, "
-        "never duplicates them; a mapping attaches the pings that waited for it. Problems are "
-        "listed on stderr as 'PATH:line N: problem'. Exit status: 0 when every row was "
+        "never duplicates them: an optional column left blank keeps the stored value, a lone "
+        "'-' clears it, and every value changed is listed as 'PATH:line N: key: field old → "
+        "new'. Dates are written YYYY-MM-DD. A mapping attaches the pings that waited for it. "
+        "Problems are listed on stderr as 'PATH:line N: problem'. Exit status: 0 when every "
+        "row was "
         "imported, 1 when some rows or files were not."
     )
 
