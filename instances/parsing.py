@@ -90,7 +90,8 @@ def read_payload_file(
     `PayloadError` (the file, or its decompressed form, is over `max_bytes`, or is not gzip or
     JSON) or `PingRejected`.
     """
-    with open(path, "rb") as handle:
+    # O_NOFOLLOW: a link swapped in after the folder was listed is refused too (ELOOP).
+    with open(path, "rb", opener=_open_no_follow) as handle:
         size = os.fstat(handle.fileno()).st_size
         if size > max_bytes:
             raise PayloadError(413, f"file of {size} bytes exceeds the limit of {max_bytes} bytes")
@@ -98,6 +99,10 @@ def read_payload_file(
     text = inflate_body(data, content_encoding=None, max_bytes=max_bytes)
     parsed = parse_ping(loads_json(text), now=now)
     return parsed, zlib.compress(text, compress_level)
+
+
+def _open_no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 def read_payload_file_or_reason(

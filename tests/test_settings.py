@@ -111,3 +111,13 @@ def test_celery_beat_schedule_declares_every_periodic_job():
 
     app.loader.import_default_modules()
     assert tasks <= set(app.tasks)
+
+
+def test_a_retention_that_would_purge_every_raw_payload_refuses_to_start(tmp_path):
+    for days in ("0", "-1"):
+        result = run_django(
+            "print('started')", DEBUG="1", VAR_DIR=str(tmp_path), RAW_PAYLOAD_RETENTION_DAYS=days
+        )
+        assert result.returncode != 0
+        assert f"RAW_PAYLOAD_RETENTION_DAYS must be at least 1, got '{days}'" in result.stderr
+        assert "started" not in result.stdout

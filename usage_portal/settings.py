@@ -24,12 +24,15 @@ def env_bool(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     value = os.environ.get(name, "")
     try:
-        return int(value) if value.strip() else default
+        number = int(value) if value.strip() else default
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}") from exc
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value!r}")
+    return number
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -182,7 +185,8 @@ ALLOW_ANONYMOUS_PINGS = env_bool("ALLOW_ANONYMOUS_PINGS", default=False)
 PING_MAX_BODY_BYTES = env_int("PING_MAX_BODY_BYTES", 5 * 1024 * 1024)
 PING_MAX_DECOMPRESSED_BYTES = env_int("PING_MAX_DECOMPRESSED_BYTES", 20 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PING_MAX_BODY_BYTES + 1024
-RAW_PAYLOAD_RETENTION_DAYS = env_int("RAW_PAYLOAD_RETENTION_DAYS", 730)
+# 0 or less would purge every raw payload at the next sweep: refused at start-up.
+RAW_PAYLOAD_RETENTION_DAYS = env_int("RAW_PAYLOAD_RETENTION_DAYS", 730, minimum=1)
 STALE_INSTANCE_DAYS = env_int("STALE_INSTANCE_DAYS", 60)
 SCORING_SCHEME = os.environ.get("SCORING_SCHEME", "")  # empty: the scheme chosen in the admin
 EXPORT_DIR = Path(os.environ.get("EXPORT_DIR", VAR_DIR / "exports"))

@@ -56,19 +56,27 @@ def ping_files_find(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple
 
     A folder is searched recursively for ``*.json`` and ``*.json.gz`` (any case); a file named
     explicitly is loaded whatever its name. Files are returned once each, in path order per
-    argument, so repeated runs load in the same order.
+    argument, so repeated runs load in the same order. Symbolic links are never followed: one
+    in a folder of exports could otherwise store (as a rejected payload) a file such as
+    ``/etc/passwd``; each is listed with its reason instead.
     """
     files: list[Path] = []
     missing: list[tuple[str, str]] = []
     seen: set[Path] = set()
     for arg in paths:
         path = Path(arg)
+        if path.is_symlink():
+            missing.append((str(arg), "a symbolic link, not followed"))
+            continue
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.name.lower().endswith(PING_FILE_SUFFIXES) and p.is_file()
-            )
+            found = []
+            for p in sorted(path.rglob("*")):  # rglob does not descend into linked folders
+                if not p.name.lower().endswith(PING_FILE_SUFFIXES):
+                    continue
+                if p.is_symlink():
+                    missing.append((str(p), "a symbolic link, not followed"))
+                elif p.is_file():
+                    found.append(p)
         elif path.is_file():
             found = [path]
         else:

@@ -14,6 +14,7 @@ from django.db import DataError
 
 from instances.management.commands.ingest_pings import Command
 from instances.models import Instance, License, RejectedPayload, UsagePing
+from instances.parsing import read_payload_file_or_reason
 from instances.services import files
 from tests.factories import SubscriptionFactory
 from tests.ingest_support import (  # noqa: F401  (fixtures are used by name)
@@ -181,3 +182,35 @@ def test_many_files_are_read_by_worker_processes_with_the_same_result(tmp_path):
     assert err.splitlines()[0].startswith(f"{tmp_path / 'zz-broken.json'}: malformed JSON")
     assert UsagePing.objects.count() == 120
     assert License.objects.count() == 120
+
+
+def test_symbolic_links_are_never_followed(tmp_path):
+    secret = tmp_path / "outside" / "passwd"
+    secret.parent.mkdir()
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    exports = tmp_path / "exports"
+    write(exports / "real.json", weekly(1, 0))
+    (exports / "linked.json").symlink_to(secret)
+    (exports / "linked_folder").symlink_to(secret.parent, target_is_directory=True)
+    (secret.parent / "inside.json").write_text("{}")
+
+    out, err, status = ingest(exports, tmp_path / "exports" / "linked.json")
+
+    assert status == 1
+    assert f"{exports / 'linked.json'}: a symbolic link, not followed" in err
+    assert UsagePing.objects.count() == 1
+    for kept in RejectedPayload.objects.all():
+        assert kept.raw is None  # nothing of the link's target is stored
+        assert "symbolic link" in kept.reason
+
+
+def test_a_link_swapped_in_after_listing_is_refused_when_read(tmp_path):
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0\n")
+    link = tmp_path / "ping.json"
+    link.symlink_to(secret)
+
+    parsed, blob, reason = read_payload_file_or_reason(str(link), max_bytes=1024)
+
+    assert (parsed, blob) == (None, None)
+    assert reason.startswith("cannot read the file")
