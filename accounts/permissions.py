@@ -12,6 +12,7 @@ from __future__ import annotations
 #: The permission an account's owner needs for each kind of change.
 LABEL = "instances.label_instance"
 SENTIMENT = "accounts.set_sentiment"
+UPLOAD = "instances.upload_pings"
 EDIT_ANY = "accounts.edit_any_account"
 #: Role permissions that are not about one account.
 MAP_LICENSES = "instances.map_license"
@@ -52,6 +53,12 @@ def can_set_sentiment(user, company) -> bool:
 def can_edit(user, company) -> bool:
     """Whether the C360 offers ``user`` its edits on ``company``: labels and sentiment."""
     return can_label(user, company) and can_set_sentiment(user, company)
+
+
+def can_upload_pings_for(user, company) -> bool:
+    """Whether an uploaded ping may change ``company``'s data (its CSM with the upload role, or
+    ops): the upload page is open to every CSM, the accounts it changes are not."""
+    return can_change(user, company, UPLOAD)
 
 
 def can_close_alert(user, company) -> bool:

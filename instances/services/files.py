@@ -18,10 +18,12 @@ from pathlib import Path
 import orjson
 from django.conf import settings
 from django.core.files import File
-from django.db import DataError
+from django.db import DataError, transaction
 from django.utils import timezone
 
 from accounts.changes import companies_changed
+from accounts.models import Company
+from accounts.permissions import can_upload_pings_for
 from instances.models import PingSource
 from instances.parsing import PingRejected, parse_ping, read_payload_file_or_reason
 from instances.saas import parse_saas_row, read_rows
@@ -233,21 +235,30 @@ class UploadResult:
     ping_id: int | None = None
 
 
-def ping_uploads_store(*, uploads: Iterable[File]) -> list[UploadResult]:
+def ping_uploads_store(*, uploads: Iterable[File], by=None) -> list[UploadResult]:
     """Store each uploaded file on its own; a bad file is reported and kept, the others go on.
 
-    One score refresh is queued for every company the stored files touched.
+    Given ``by`` (the person uploading), a ping that would change an account they may not
+    change (``accounts.permissions.can_upload_pings_for``) is not stored: it is kept as a
+    rejected payload, shown under Data quality, with the reason. A ping for an instance no
+    account holds yet is stored as usual (unmapped). One score refresh is queued for every
+    company the stored files touched.
     """
     results, company_ids = [], set()
     for upload in uploads:
-        result, companies = _upload_store(upload)
+        result, companies = _upload_store(upload, by)
         results.append(result)
         company_ids |= companies
     companies_changed(company_ids, reason="uploaded pings")
     return results
 
 
-def _upload_store(upload: File) -> tuple[UploadResult, set[int]]:
+class _NotYours(Exception):
+    def __init__(self, company: Company) -> None:
+        self.company = company
+
+
+def _upload_store(upload: File, by=None) -> tuple[UploadResult, set[int]]:
     name = upload.name
     limit = settings.PING_MAX_BODY_BYTES
     if upload.size > limit:
@@ -261,13 +272,21 @@ def _upload_store(upload: File) -> tuple[UploadResult, set[int]]:
         )
         parsed = parse_ping(loads_json(text), now=timezone.now())
         raw = bytes(text)
-        summary = pings_store(
-            inputs=[PingInput.from_parsed(parsed, raw=raw, label=name)],
-            source=PingSource.UPLOAD,
-            refresh=False,
-        )
+        with transaction.atomic():
+            summary = pings_store(
+                inputs=[PingInput.from_parsed(parsed, raw=raw, label=name)],
+                source=PingSource.UPLOAD,
+                refresh=False,
+            )
+            _check_uploader(by, summary.company_ids)
     except (PayloadError, PingRejected) as exc:
         return _upload_rejected(name, exc.reason, data), set()
+    except _NotYours as refused:
+        reason = (
+            f"the ping is for {refused.company.name}, an account you cannot change: "
+            "its CSM or Ops can upload it"
+        )
+        return _upload_rejected(name, reason, data), set()
     except DataError:
         return _upload_rejected(name, "a value does not fit the database", data), set()
     outcome = summary.outcomes[0]
@@ -279,6 +298,15 @@ def _upload_store(upload: File) -> tuple[UploadResult, set[int]]:
     if outcome.unmapped:
         detail += " — license maps to no subscription yet (kept, shown under Data quality)"
     return UploadResult(name, True, detail, outcome.ping_id), summary.company_ids
+
+
+def _check_uploader(by, company_ids: set[int]) -> None:
+    """Raise `_NotYours` (rolling the store back) when ``by`` may not change one of them."""
+    if by is None or not company_ids:
+        return
+    for company in Company.objects.filter(pk__in=company_ids).only("pk", "name", "csm_id"):
+        if not can_upload_pings_for(by, company):
+            raise _NotYours(company)
 
 
 def _upload_rejected(name: str, reason: str, data: bytes) -> UploadResult:
