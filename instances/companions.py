@@ -94,10 +94,11 @@ def parse_ping_metadata(payload: object) -> PingMetadata:
 
 
 def _message(value: object) -> str:
-    # An error message is kept even when long or odd: truncated, without NULs (unstorable).
+    # An error message is kept even when long or odd: truncated (its text is already storable,
+    # `instances.transport.clean_text`).
     if not isinstance(value, str):
         return ""
-    return value.replace("\x00", "")[: MAX_LENGTHS["message"]]
+    return value[: MAX_LENGTHS["message"]]
 
 
 def _wrapped(payload: object, key: str) -> dict:

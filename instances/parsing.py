@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from instances.metrics import METRICS, SENTINELS
-from instances.transport import PayloadError, inflate_body, loads_json
+from instances.transport import REPLACEMENT, PayloadError, inflate_body, loads_json
 from instances.versions import parse_version
 
 __all__ = [
@@ -318,8 +318,10 @@ def _check_identity_text(key: str, value: str) -> None:
     limit = MAX_LENGTHS[key]
     if len(value) > limit:
         raise PingRejected(f"{key} is {len(value)} characters long, over the limit of {limit}")
-    if "\x00" in value:
-        raise PingRejected(f"{key} contains a NUL character")
+    if "\x00" in value or REPLACEMENT in value:
+        # What the transport's sanitiser put in place of a NUL or a lone surrogate: a broken
+        # sender, and an identity that would not match the instance's next ping.
+        raise PingRejected(f"{key} contains a character that is not text (NUL or lone surrogate)")
 
 
 def bounded_text(value: object, max_length: int) -> str | None:
@@ -330,7 +332,7 @@ def bounded_text(value: object, max_length: int) -> str | None:
     if not isinstance(value, str):
         return None
     value = value.strip()
-    if not value or len(value) > max_length or "\x00" in value:
+    if not value or len(value) > max_length:
         return None
     return value
 

@@ -21,8 +21,9 @@ _IDENTITY_ENCODINGS = frozenset({"", "identity"})
 # Bounded output per zlib call keeps a bomb's peak memory near max_bytes, not a multiple of it.
 _INFLATE_CHUNK = 1024 * 1024
 # Python joins valid surrogate pairs while decoding, so any surrogate left in a str is a lone one:
-# not encodable as UTF-8, refused by every database driver.
-_LONE_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+# not encodable as UTF-8, refused by every database driver. NUL: refused by PostgreSQL.
+_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
 
 
 class PayloadError(ValueError):
@@ -89,14 +90,14 @@ def loads_json(data: bytes | bytearray | memoryview) -> object:
 
 
 def clean_text(value: str) -> str:
-    """`value` without NUL characters, each lone UTF-16 surrogate replaced by U+FFFD.
+    """`value` with each NUL and lone UTF-16 surrogate replaced by U+FFFD.
 
     The one text sanitiser of the ingest boundary: PostgreSQL refuses NUL in text and no driver
-    can encode a lone surrogate, so either would otherwise fail the whole write.
+    can encode a lone surrogate, so either would otherwise fail the whole write. The
+    replacement character keeps the damage visible (and lets the parser refuse an identity
+    that holds one) rather than silently joining the text around it.
     """
-    if "\x00" in value:
-        value = value.replace("\x00", "")
-    return _LONE_SURROGATE_RE.sub("\ufffd", value)
+    return _UNSTORABLE_RE.sub(REPLACEMENT, value)
 
 
 def clean_value(root: object) -> object:

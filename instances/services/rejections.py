@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from instances.models import PingReport, RejectedPayload
 from instances.services.storable import clip, compress_raw
+from instances.transport import clean_text
 
 RAW_KEEP_LIMIT = 2 * 1024 * 1024  # bytes of a rejected payload worth keeping for ops
 REPORT_MAX_DEPTH = 32  # GitLab's reports nest three or four levels; deeper is noise
@@ -74,7 +75,7 @@ def ping_report_store(*, kind: str, parsed, payload: dict) -> PingReport:
 
 
 def _storable_text(value: str) -> str:
-    return value.replace("\x00", "\N{REPLACEMENT CHARACTER}")
+    return clean_text(value)
 
 
 def _storable_json(value, depth: int = 0):

@@ -4,7 +4,8 @@ A lone surrogate gets through the standard-library JSON fallback (taken for numb
 range) and NUL through any JSON ``\\u0000`` escape or a raw CSV byte. Before the one sanitiser
 at the decoding boundary (``instances.transport.clean_text``) each answered 500 on the ingest
 endpoints, aborted ``ingest_pings``/``ingest_saas`` half-way and failed ``import_crm`` with a
-traceback. Run on SQLite and again on PostgreSQL (which alone refuses NUL).
+traceback. Both now become U+FFFD; an identity (uuid, hostname) holding one is refused. Run on
+SQLite and again on PostgreSQL (which alone refuses NUL).
 """
 
 from __future__ import annotations
@@ -49,10 +50,10 @@ def post(path: str, body: bytes):
 
 
 def test_the_sanitiser_drops_nul_and_replaces_lone_surrogates_only():
-    assert clean_text("a\x00b\ud800c\udfffd") == "ab\ufffdc\ufffdd"
+    assert clean_text("a\x00b\ud800c\udfffd") == "a\ufffdb\ufffdc\ufffdd"
     assert clean_text("plain 😀 text") == "plain 😀 text"
     nested = loads_json(b'{"k\\u0000": [{"v": "x\\u0000y"}], "n": ' + HUGE.encode() + b"}")
-    assert nested == {"k": [{"v": "xy"}], "n": int(HUGE)}
+    assert nested == {"k\ufffd": [{"v": "x\ufffdy"}], "n": int(HUGE)}
 
 
 @override_settings(ALLOW_ANONYMOUS_PINGS=True)
@@ -72,9 +73,19 @@ def test_a_ping_with_unstorable_text_is_stored_with_the_text_cleaned(field, esca
 
 
 @override_settings(ALLOW_ANONYMOUS_PINGS=True)
-def test_the_hostname_keeps_its_readable_part():
-    assert post("/usage_data", body_with("hostname", "git\\ud800lab")).status_code == 201
-    assert Instance.objects.get().hostname == "git\ufffdlab"
+@pytest.mark.parametrize("escaped", ["git\\ud800lab", "git\\u0000lab"])
+def test_an_identity_with_unstorable_text_is_refused_by_name(escaped):
+    response = post("/usage_data", body_with("hostname", escaped))
+
+    assert response.status_code == 422
+    assert "hostname contains a character that is not text" in response.json()["error"]
+    assert not UsagePing.objects.exists()
+
+
+@override_settings(ALLOW_ANONYMOUS_PINGS=True)
+def test_other_text_keeps_its_readable_part():
+    assert post("/usage_data", body_with("version", "16.1\\ud800-ee")).status_code == 201
+    assert UsagePing.objects.get().version == "16.1\ufffd-ee"
 
 
 @override_settings(ALLOW_ANONYMOUS_PINGS=True)
@@ -97,7 +108,7 @@ def test_companion_reports_with_unstorable_text_are_stored(path):
 
 def test_ingest_pings_stores_every_file_after_one_with_unstorable_text(tmp_path: Path):
     recent = timezone.now() - timedelta(hours=2)
-    (tmp_path / "a.json").write_bytes(body_with("hostname", "a\\ud800"))
+    (tmp_path / "a.json").write_bytes(body_with("installation_type", "a\\ud800"))
     for n in range(3):
         good = payload(uuid=f"00000000-0000-0000-0000-00000000000{n}", recorded_at=recent)
         (tmp_path / f"b{n}.json").write_bytes(orjson.dumps(good))
@@ -122,7 +133,7 @@ def test_ingest_saas_stores_rows_with_nul_and_reports_nothing_half_done(tmp_path
 
     assert (status, err) == (0, ""), out + err
     assert sorted(Instance.objects.values_list("namespace_path", flat=True)) == [
-        f"ns{n}" for n in range(1, 6)
+        f"ns\ufffd{n}" for n in range(1, 6)
     ]
 
 
@@ -136,4 +147,4 @@ def test_import_crm_takes_a_file_with_nul_bytes(tmp_path: Path):
     out, err, status, _ = command_run("import_crm", str(companies))
 
     assert (status, err) == (0, ""), out + err
-    assert Company.objects.get().name == "Acme Robotics"
+    assert Company.objects.get().name == "Acme\ufffd Robotics"

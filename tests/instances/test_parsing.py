@@ -351,7 +351,10 @@ def test_docs_metadata_payload_parses() -> None:
         (minimal_ping(version=15), "version must be a string, not a number"),
         (minimal_ping(hostname=["h"]), "hostname must be a string, not a JSON array"),
         (minimal_ping(uuid="u" * 65), "uuid is 65 characters long, over the limit of 64"),
-        (minimal_ping(uuid="a\x00b"), "uuid contains a NUL character"),
+        (
+            minimal_ping(uuid="a\ufffdb"),
+            "uuid contains a character that is not text (NUL or lone surrogate)",
+        ),
     ],
 )
 def test_unusable_payloads_are_refused_with_a_precise_reason(payload: object, reason: str) -> None:
