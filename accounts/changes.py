@@ -6,10 +6,14 @@ own transaction, and nothing else:
 
 - the accounts' data version (``Company.updated_at``, the C360 cache key) moves at once, inside
   the writer's transaction, so no page serves parts older than the commit;
+- inside the transaction, ``data_changing`` is sent with the accounts and the first changed
+  day: ``scoring`` records them durably (a pending refresh row), so a commit can never leave
+  scores that silently disagree with their inputs;
 - once that transaction commits, ``data_changed`` is sent ONCE with every account the
   transaction changed and the first day whose data changed. ``scoring`` listens
-  (``scoring.listeners``) and queues one refresh per distinct day; a transaction that rolls back
-  sends nothing.
+  (``scoring.listeners``) and queues one refresh per distinct day, best-effort (a broker that
+  is down leaves the pending rows to the beat sweep); a transaction that rolls back sends
+  nothing and its pending rows roll back with it.
 
 The writers know nothing of scoring's tasks, and scoring's own writes (snapshots, monthly
 history) move the version with ``CompanyQuerySet.touch`` only: they are results, not inputs.
@@ -33,6 +37,10 @@ ALL_HISTORY = date.min
 #: of company id → the first day whose data changed (``ALL_HISTORY``: every month; ``None``:
 #: only the current state, e.g. sentiment, which has no history), and ``reason``.
 data_changed = Signal()
+
+#: Sent inside the writer's transaction, with ``company_ids``, ``since`` and ``reason``, once per
+#: ``companies_changed`` call: a receiver's writes commit or roll back with the change itself.
+data_changing = Signal()
 
 
 def _earliest(a: date | None, b: date | None) -> date | None:
@@ -99,4 +107,5 @@ def companies_changed(
     with transaction.atomic(savepoint=False):
         Company.objects.filter(id__in=ids).touch()
         if refresh:
+            data_changing.send(sender=Company, company_ids=ids, since=since, reason=reason)
             _pending().add(ids, since, reason)

@@ -9,8 +9,9 @@ class ScoringConfig(AppConfig):
         # Imported here: a listener module imports models, which must wait for the app registry.
         from celery.signals import worker_ready
 
-        from accounts.changes import data_changed
-        from scoring.listeners import refresh_on_change, sync_on_worker_ready
+        from accounts.changes import data_changed, data_changing
+        from scoring.listeners import record_pending, refresh_on_change, sync_on_worker_ready
 
+        data_changing.connect(record_pending, dispatch_uid="scoring.record_pending")
         data_changed.connect(refresh_on_change, dispatch_uid="scoring.refresh_on_change")
         worker_ready.connect(sync_on_worker_ready, dispatch_uid="scoring.sync_on_worker_ready")

@@ -6,22 +6,51 @@ when scores follow is decided here, once.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from datetime import date
 
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
+
 from accounts.changes import ALL_HISTORY
+from scoring.models import PendingRefresh
 from scoring.tasks import refresh_companies, scheme_version_sync
+
+logger = logging.getLogger(__name__)
+
+#: What publishing raises when the broker is down or hung, by transport (kombu wraps most).
+BROKER_ERRORS = (KombuError, RedisError, OSError)
+
+
+def record_pending(*, company_ids: list[int], since: date | None, reason: str = "", **_) -> None:
+    """In the writer's transaction: the durable mark that these scores must follow."""
+    PendingRefresh.objects.bulk_create(
+        [PendingRefresh(company_id=i, since=since, reason=reason[:64]) for i in company_ids]
+    )
 
 
 def refresh_on_change(*, changes: dict[int, date | None], reason: str = "", **_) -> None:
-    """One refresh task per distinct first changed day (usually exactly one)."""
+    """One refresh task per distinct first changed day (usually exactly one), best-effort.
+
+    Runs after the writer committed: a broker that cannot take the message must not turn that
+    committed write into an error. The pending rows stay, and the beat sweep refreshes them.
+    """
     by_since: dict[date | None, list[int]] = defaultdict(list)
     for company_id, since in changes.items():
         by_since[since].append(company_id)
     for since, ids in by_since.items():
         history = since is not None
         month = since.isoformat() if since not in (None, ALL_HISTORY) else None
-        refresh_companies.delay(sorted(ids), reason, month, history)
+        try:
+            refresh_companies.delay(sorted(ids), reason, month, history)
+        except BROKER_ERRORS:
+            logger.warning(
+                "could not queue the refresh of %d account(s) (%s); the sweep will do it",
+                len(ids),
+                reason,
+                exc_info=True,
+            )
 
 
 def sync_on_worker_ready(**_) -> None:

@@ -214,3 +214,27 @@ class DigestSent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.day}"
+
+
+class PendingRefresh(models.Model):
+    """An account whose data changed and whose scores have not followed yet.
+
+    The durable half of "data changed → refresh" (``accounts.changes``): written in the writer's
+    own transaction, so a committed write always leaves either fresh scores or this row; deleted
+    by the refresh that covered it. The task published after the commit is only the fast path:
+    when the broker is down, or the worker died, or the database was away longer than the task's
+    retries, the beat sweep (``scoring.services.pending_refreshes_drain``) finds the row.
+    """
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    #: The first day whose data changed: ``accounts.changes.ALL_HISTORY`` (date.min) for all
+    #: of it, None for the current state only (sentiment).
+    since = models.DateField(null=True, blank=True)
+    reason = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["company", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.company_id} since {self.since} ({self.reason})"

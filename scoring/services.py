@@ -16,7 +16,7 @@ from datetime import date, timedelta
 import orjson
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from accounts.models import Company, Meeting, SupportTicketMonth, is_csm_owned, persona_names
@@ -25,7 +25,7 @@ from instances.models import Instance, MonthlyUsage, UsagePing
 
 from . import alerts
 from .methodology import included_totals, score_company
-from .models import MonthlyScore, SchemeChange, ScoreSnapshot, ScoringConfig
+from .models import MonthlyScore, PendingRefresh, SchemeChange, ScoreSnapshot, ScoringConfig
 from .schemes import DEFAULT_SCHEME, PRESETS, Scheme, get_scheme
 from .scorecard import CompanyInputs, InstanceCandidate, Scorecard
 
@@ -342,13 +342,61 @@ def companies_refresh(
     history: bool = True,
     since: date | None = None,
 ) -> int:
-    """Recompute these companies' scores (and monthly history); returns snapshots written."""
+    """Recompute these companies' scores (and monthly history); returns snapshots written.
+
+    Settles the pending refreshes (``PendingRefresh``) this run covers, read before it starts:
+    a change committed meanwhile keeps its row for the next run.
+    """
     company_ids = sorted(set(company_ids))
+    covered = list(_covered_pending(company_ids, history=history, since=since))
     scheme = active_scheme()
     written = _score(company_ids, scheme=scheme, as_of=timezone.now().date(), reason=reason)
     if history:
         monthly_scores_rebuild(company_ids=company_ids, scheme=scheme, since=since)
+    PendingRefresh.objects.filter(id__in=covered).delete()
     return written
+
+
+def _covered_pending(company_ids: Sequence[int], *, history: bool, since: date | None):
+    """Ids of the pending refreshes a run with these arguments brings up to date."""
+    rows = PendingRefresh.objects.filter(company_id__in=company_ids)
+    if not history:
+        rows = rows.filter(since__isnull=True)  # the current state only
+    elif since is not None:
+        rows = rows.filter(Q(since__isnull=True) | Q(since__gte=since))
+    return rows.values_list("id", flat=True)
+
+
+def pending_refreshes_drain(*, older_than: timedelta, now=None) -> int:
+    """Refresh every account with a pending refresh older than ``older_than``; accounts done.
+
+    The backstop of "data changed → refresh": the task published after a commit normally
+    settles its rows within seconds, so what is left this long was lost on the way (broker
+    down, worker killed, database away past the retries). Each account is refreshed once, from
+    its earliest changed day; rows are settled by ``companies_refresh`` itself, so running this
+    twice, or beside the normal tasks, does no harm.
+    """
+    cutoff = (now or timezone.now()) - older_than
+    earliest: dict[int, tuple[bool, date | None]] = {}
+    rows = PendingRefresh.objects.filter(created_at__lt=cutoff).values_list("company_id", "since")
+    for company_id, since in rows:
+        history, first = earliest.get(company_id, (False, None))
+        if since is not None:
+            history, first = True, since if first is None or not history else min(first, since)
+        earliest[company_id] = (history, first)
+    groups: dict[tuple[bool, date | None], list[int]] = defaultdict(list)
+    for company_id, key in earliest.items():
+        groups[key].append(company_id)
+    for (history, first), ids in groups.items():
+        from_day = None if first in (None, date.min) else first
+        for start in range(0, len(ids), CHUNK):
+            companies_refresh(
+                company_ids=ids[start : start + CHUNK],
+                reason="sweep",
+                history=history,
+                since=from_day,
+            )
+    return len(earliest)
 
 
 def companies_recompute_all(*, reason: str = "recompute", history: bool = True) -> int:

@@ -1,12 +1,19 @@
 """Scoring's Celery tasks: thin shells that take ids, call a service, and can run twice safely."""
 
-from datetime import date
+from datetime import date, timedelta
 
 from celery import shared_task
 
 from scoring import alerts, exports, services
 
-RETRY = {"autoretry_for": services.RETRYABLE_ERRORS, "max_retries": 3, "retry_backoff": True}
+# Backoff 1, 2, 4 … 120 s: eight tries span about four minutes, past a database restart or
+# fail-over (three tries gave up after 7 s); what outlasts them the refresh sweep picks up.
+RETRY = {
+    "autoretry_for": services.RETRYABLE_ERRORS,
+    "max_retries": 8,
+    "retry_backoff": True,
+    "retry_backoff_max": 120,
+}
 
 
 @shared_task(acks_late=True, **RETRY)
@@ -49,3 +56,9 @@ def export_instance_types() -> str:
 def send_drop_digests() -> int:
     """Each CSM's new health drops by e-mail; a rerun the same day sends nothing again."""
     return alerts.drop_digests_send()
+
+
+@shared_task(acks_late=True, **RETRY)
+def refresh_sweep(older_than_seconds: int = 120) -> int:
+    """Beat, every minute: accounts whose refresh was lost on the way (see the service)."""
+    return services.pending_refreshes_drain(older_than=timedelta(seconds=older_than_seconds))

@@ -106,6 +106,7 @@ def test_celery_beat_schedule_declares_every_periodic_job():
         "scoring.tasks.export_instance_types",
         "instances.tasks.purge_raw_payloads",
         "scoring.tasks.send_drop_digests",
+        "scoring.tasks.refresh_sweep",
     }
     from usage_portal.celery import app
 

@@ -35,6 +35,14 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return number
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    try:
+        return float(value) if value.strip() else default
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from exc
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -204,6 +212,12 @@ CACHES = {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": CACHE_URL,
             "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "usage-portal"),
+            # A hung Redis must cost a page a short wait, not a worker thread for minutes: the
+            # C360 treats a cache error as a miss (fragment_cache).
+            "OPTIONS": {
+                "socket_connect_timeout": env_float("CACHE_SOCKET_TIMEOUT", 0.5),
+                "socket_timeout": env_float("CACHE_SOCKET_TIMEOUT", 0.5),
+            },
         }
         if CACHE_URL
         else {
@@ -235,8 +249,19 @@ else:
     # Redis redelivers an unacknowledged task after this long; it must exceed the longest ETA
     # we schedule (label changes) or the task would run twice. The beat sweep is the safety net.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": int(max(LABEL_REFRESH_DELAY.total_seconds(), 3600) * 2 + 3600)
+        "visibility_timeout": int(max(LABEL_REFRESH_DELAY.total_seconds(), 3600) * 2 + 3600),
+        # A publish after a commit must not hold a request when Redis is down or hung: the
+        # pending refresh row is the durable record, the task only the fast path.
+        "socket_connect_timeout": env_float("BROKER_SOCKET_TIMEOUT", 1.0),
+        "socket_timeout": env_float("BROKER_SOCKET_TIMEOUT", 1.0),
     }
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("BROKER_SOCKET_TIMEOUT", 1.0)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -245,6 +270,9 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_TASK_ACKS_LATE = True
+# A pool child killed mid-task (the OOM killer) must requeue its message, not acknowledge it:
+# every task is idempotent, and acks_late alone acknowledges on a lost worker.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -265,6 +293,10 @@ CELERY_BEAT_SCHEDULE = {
     "apply-due-label-changes": {
         "task": "instances.labels.apply_due_label_changes",
         "schedule": timedelta(seconds=env_int("LABEL_SWEEP_SECONDS", 120)),
+    },
+    "refresh-sweep": {  # scores whose refresh was lost on the way (broker down, worker killed)
+        "task": "scoring.tasks.refresh_sweep",
+        "schedule": timedelta(seconds=env_int("REFRESH_SWEEP_SECONDS", 60)),
     },
     "run-labeling-rules": {
         "task": "instances.tasks.run_labeling_rules",
