@@ -48,12 +48,12 @@ def label_change_request(
     schedule: bool = True,
     defer_to_person: bool = False,
 ) -> LabelChange | None:
-    """Record an edit of ``field`` on ``instance``; returns the new change, or None if a no-op.
+    """Record an edit of ``field`` on ``instance``; returns the change, or None if a no-op.
 
-    A newer edit supersedes a pending one (and restarts the clock); an edit back to the applied
-    value cancels the pending one (recorded as a cancelled change by its author). With
-    ``defer_to_person`` (labeling rules) nothing happens to an instance a person labeled or has
-    an edit pending for.
+    A newer edit supersedes a pending one (and restarts the clock). An edit back to the applied
+    value cancels the pending one and returns it, Cancelled with ``closed_at`` set: that row is
+    the audit of the cancellation, and no from == to row is written. With ``defer_to_person``
+    (labeling rules) nothing happens to an instance a person labeled or has an edit pending for.
     """
     choices = FIELD_CHOICES.get(field)
     if choices is None:
@@ -75,33 +75,35 @@ def label_change_request(
             instance.labeled_by_person or (pending is not None and pending.requested_by_id)
         ):
             return None  # rules never override a person, checked under the instance's lock
-        if pending is not None:
-            if pending.new_value == value:
-                return pending  # the same edit again changes nothing, nor restarts the clock
-            pending.status = (
-                LabelChangeStatus.CANCELLED if value == applied else LabelChangeStatus.SUPERSEDED
-            )
-            pending.closed_at = now
+        if pending is not None and pending.new_value == value:
+            return pending  # the same edit again changes nothing, nor restarts the clock
+        if pending is not None and value == applied:
+            # The pending row, closed as Cancelled, is the audit of the cancellation; a row
+            # from the applied value to itself would read "Automatic → Automatic".
+            pending.status, pending.closed_at = LabelChangeStatus.CANCELLED, now
             pending.save(update_fields=["status", "closed_at"])
-        change = LabelChange.objects.create(
-            instance=instance,
-            field=field,
-            old_value=applied,
-            new_value=value,
-            requested_by=person,
-            author=author[:150],
-            requested_at=now,
-            effective_at=now if value == applied else now + delay,
-            status=LabelChangeStatus.CANCELLED if value == applied else LabelChangeStatus.PENDING,
-            closed_at=now if value == applied else None,
-        )
-        if pending is not None:
-            pending.superseded_by = change
-            pending.save(update_fields=["superseded_by"])
-        # Pages show pending edits at once; scores change only when it applies.
+            change = pending
+        else:
+            if pending is not None:  # closed first: one pending change per field
+                pending.status, pending.closed_at = LabelChangeStatus.SUPERSEDED, now
+                pending.save(update_fields=["status", "closed_at"])
+            change = LabelChange.objects.create(
+                instance=instance,
+                field=field,
+                old_value=applied,
+                new_value=value,
+                requested_by=person,
+                author=author[:150],
+                requested_at=now,
+                effective_at=now + delay,
+            )
+            if pending is not None:
+                pending.superseded_by = change
+                pending.save(update_fields=["superseded_by"])
+            if schedule:
+                _schedule(change)
+        # Pages show pending edits at once; scores change only when one applies.
         companies_changed([instance.company_id], reason="label change requested", refresh=False)
-        if schedule and change.is_pending:
-            _schedule(change)
     return change
 
 

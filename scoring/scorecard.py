@@ -211,38 +211,77 @@ class Scorecard:
 
 # --------------------------------------------------------------------------- output
 
+#: Decimals each figure keeps on its way out (the API, the health CSV, the page downloads),
+#: documented in docs/methodology.md §10. Scores are stored unrounded and coloured unrounded.
+PRECISION: dict[str, int] = {
+    # Fractions: three decimals are the pages' percentages (one decimal) to the digit.
+    "license_utilization": 3,
+    "user_engagement": 3,
+    "scm": 1,
+    "ci": 1,
+    "cd": 1,
+    "devsecops": 1,
+    "overall_product_usage": 1,
+    "csm_sentiment": 1,
+    "overall_health": 1,
+    "health_score_value": 1,
+    "adoption_count": 0,
+    "license_utilization_percent": 1,
+    "product_usage_score": 1,
+    "usage_share_percent": 1,
+    "count": 0,
+}
+
+
+def figure(field: str, value: float | None) -> float | int | None:
+    """``value`` rounded to ``PRECISION[field]`` decimals (an int at 0); None stays None.
+
+    An undocumented ``field`` is a KeyError: a new exported figure gets its row first.
+    """
+    places = PRECISION[field]
+    if value is None:
+        return None
+    return round(value) if places == 0 else round(value, places)
+
+
+def percent_figure(field: str, fraction: float | None) -> float | None:
+    """A fraction as the percentage ``field`` exports: ``0.69902…`` → ``69.9``."""
+    return None if fraction is None else figure(field, fraction * 100)
+
+
 _NA_MEASURE = {"color": NA, "value": None, "reason": "not part of this scheme"}
 
 
-def _api_measure(result: MeasureResult | None) -> dict[str, Any]:
+def _api_measure(key: str, result: MeasureResult | None) -> dict[str, Any]:
     if result is None:
         return dict(_NA_MEASURE)
-    return {"color": result.color, "value": result.value, "reason": result.reason}
+    return {"color": result.color, "value": figure(key, result.value), "reason": result.reason}
 
 
 def api_health_payload(scorecard: Scorecard, *, crm_account_id: str) -> dict[str, Any]:
     """The ``GET /api/v1/accounts/<crm_account_id>/health`` body (product spec §6).
 
     Measure values are fractions/ratios for License Utilization and User Engagement, 0–100
-    points for use cases, product usage and overall health.
+    points for use cases, product usage and overall health, each rounded as ``PRECISION`` says.
     """
     measures = scorecard.measures
     use_cases = scorecard.use_cases
+    parts = {
+        "license_utilization": measures.get("license_utilization"),
+        "user_engagement": measures.get("user_engagement"),
+        "scm": use_cases.get("scm"),
+        "ci": use_cases.get("ci"),
+        "cd": use_cases.get("cd"),
+        "devsecops": use_cases.get("devsecops"),
+        "overall_product_usage": scorecard.product_usage,
+        "csm_sentiment": scorecard.csm_sentiment,
+        "overall_health": scorecard.overall_health,
+    }
     return {
         "crm_account_id": crm_account_id,
         "as_of": scorecard.as_of.isoformat() if scorecard.as_of else None,
         "scheme": scorecard.scheme,
-        "measures": {
-            "license_utilization": _api_measure(measures.get("license_utilization")),
-            "user_engagement": _api_measure(measures.get("user_engagement")),
-            "scm": _api_measure(use_cases.get("scm")),
-            "ci": _api_measure(use_cases.get("ci")),
-            "cd": _api_measure(use_cases.get("cd")),
-            "devsecops": _api_measure(use_cases.get("devsecops")),
-            "overall_product_usage": _api_measure(scorecard.product_usage),
-            "csm_sentiment": _api_measure(scorecard.csm_sentiment),
-            "overall_health": _api_measure(scorecard.overall_health),
-        },
-        "health_score_value": scorecard.health_score_value,
-        "adoption_count": scorecard.adoption_count,
+        "measures": {key: _api_measure(key, result) for key, result in parts.items()},
+        "health_score_value": figure("health_score_value", scorecard.health_score_value),
+        "adoption_count": figure("adoption_count", scorecard.adoption_count),
     }

@@ -631,9 +631,8 @@ def test_editing_only_one_field_and_resubmitting_changes_nothing_more(small, csm
     client.post(url, {"instance_type": "obsolete", "health_inclusion": ""})
     assert LabelChange.objects.filter(instance=instance).count() == 1
     response = client.post(url, {"instance_type": instance.instance_type, "health_inclusion": ""})
-    assert LabelChange.objects.get(instance=instance, new_value=instance.instance_type).status == (
-        "cancelled"
-    )
+    assert LabelChange.objects.get(instance=instance, new_value="obsolete").status == "cancelled"
+    assert not LabelChange.objects.filter(instance=instance, new_value=instance.instance_type)
     assert any("cancelled" in str(m) for m in get_messages(response.wsgi_request))
 
 
