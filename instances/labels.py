@@ -7,6 +7,7 @@ the scheduled task, the beat sweep and ops' "apply now" can race without applyin
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from celery import shared_task
@@ -16,6 +17,7 @@ from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from accounts.changes import companies_changed
+from usage_portal.celery import BROKER_ERRORS
 
 from .models import (
     HealthInclusion,
@@ -30,6 +32,9 @@ FIELD_CHOICES = {
     LabelField.INSTANCE_TYPE: InstanceType,
     LabelField.HEALTH_INCLUSION: HealthInclusion,
 }
+
+
+logger = logging.getLogger(__name__)
 
 
 def refresh_delay() -> timedelta:
@@ -107,9 +112,24 @@ def label_change_request(
     return change
 
 
+#: A change due within this long gets its own task (ETA); a later one waits in the database for
+#: the beat sweep. A day-long ETA message kept the broker's visibility timeout above a day, so a
+#: worker killed mid-task left its message unacknowledged for 49 h.
+SHORT_ETA = timedelta(minutes=30)
+
+
 def _schedule(change: LabelChange) -> None:
     change_id, eta = change.id, change.effective_at
-    transaction.on_commit(lambda: apply_label_change.apply_async((change_id,), eta=eta))
+    if eta - change.requested_at > SHORT_ETA:
+        return  # the sweep (every LABEL_SWEEP_SECONDS) applies it once due
+
+    def publish() -> None:
+        try:
+            apply_label_change.apply_async((change_id,), eta=eta)
+        except BROKER_ERRORS:  # the change is recorded; the sweep applies it
+            logger.warning("could not queue label change %s; the sweep will apply it", change_id)
+
+    transaction.on_commit(publish)
 
 
 def label_change_apply(

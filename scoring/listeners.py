@@ -10,17 +10,12 @@ import logging
 from collections import defaultdict
 from datetime import date
 
-from kombu.exceptions import KombuError
-from redis.exceptions import RedisError
-
 from accounts.changes import ALL_HISTORY
 from scoring.models import PendingRefresh
 from scoring.tasks import refresh_companies, scheme_version_sync
+from usage_portal.celery import BROKER_ERRORS
 
 logger = logging.getLogger(__name__)
-
-#: What publishing raises when the broker is down or hung, by transport (kombu wraps most).
-BROKER_ERRORS = (KombuError, RedisError, OSError)
 
 
 def record_pending(*, company_ids: list[int], since: date | None, reason: str = "", **_) -> None:

@@ -246,10 +246,11 @@ if not REDIS_URL:
         "store_processed": False,
     }
 else:
-    # Redis redelivers an unacknowledged task after this long; it must exceed the longest ETA
-    # we schedule (label changes) or the task would run twice. The beat sweep is the safety net.
+    # Redis redelivers an unacknowledged task after this long (a worker killed mid-task): it must
+    # exceed the longest ETA we schedule (instances.labels.SHORT_ETA, 30 min; later label
+    # changes wait in the database for the sweep) and the longest task.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": int(max(LABEL_REFRESH_DELAY.total_seconds(), 3600) * 2 + 3600),
+        "visibility_timeout": env_int("BROKER_VISIBILITY_TIMEOUT", 3600, minimum=1800),
         # A publish after a commit must not hold a request when Redis is down or hung: the
         # pending refresh row is the durable record, the task only the fast path.
         "socket_connect_timeout": env_float("BROKER_SOCKET_TIMEOUT", 1.0),
@@ -292,7 +293,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "apply-due-label-changes": {
         "task": "instances.labels.apply_due_label_changes",
-        "schedule": timedelta(seconds=env_int("LABEL_SWEEP_SECONDS", 120)),
+        "schedule": timedelta(seconds=env_int("LABEL_SWEEP_SECONDS", 60)),
     },
     "refresh-sweep": {  # scores whose refresh was lost on the way (broker down, worker killed)
         "task": "scoring.tasks.refresh_sweep",
