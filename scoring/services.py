@@ -251,7 +251,7 @@ def inputs_hash(inputs: CompanyInputs, scheme: Scheme) -> str:
 # Writing snapshots
 
 
-def _columns(card: Scorecard) -> dict:
+def snapshot_columns(card: Scorecard) -> dict:
     lu = card.measures.get("license_utilization")
     ue = card.measures.get("user_engagement")
     uc = card.use_cases
@@ -320,7 +320,7 @@ def _score_locked(company_ids: Sequence[int], *, scheme: Scheme, as_of: date, re
                 inputs_hash=digest,
                 is_current=True,
                 reason=reason[:64],
-                **_columns(card),
+                **snapshot_columns(card),
             )
         )
     if new:
@@ -402,7 +402,8 @@ def pending_refreshes_drain(*, older_than: timedelta, now=None) -> int:
 def companies_recompute_all(*, reason: str = "recompute", history: bool = True) -> int:
     """Every company, in chunks of ``CHUNK`` (bounded memory whatever the book's size)."""
     scheme = active_scheme()
-    as_of = timezone.now().date()
+    started = timezone.now()
+    as_of = started.date()
     ids = list(Company.objects.order_by("id").values_list("id", flat=True))
     written = 0
     for start in range(0, len(ids), CHUNK):
@@ -410,6 +411,12 @@ def companies_recompute_all(*, reason: str = "recompute", history: bool = True) 
         written += _score(chunk, scheme=scheme, as_of=as_of, reason=reason)
         if history:
             monthly_scores_rebuild(company_ids=chunk, scheme=scheme)
+    # Every account was rescored from inputs read after this point: what was pending is settled
+    # (all of it when history was rebuilt too; else the changes of the current state only).
+    settled = PendingRefresh.objects.filter(created_at__lt=started)
+    if not history:
+        settled = settled.filter(since__isnull=True)
+    settled.delete()
     return len(ids)
 
 
@@ -517,7 +524,7 @@ def monthly_scores_rebuild(
                     month=month,
                     computed_at=now,
                     totals=included_totals(inputs, card, METRIC_NAMES),
-                    **_columns(card),
+                    **snapshot_columns(card),
                 )
             )
     fields = [

@@ -161,3 +161,17 @@ def test_the_sweep_rebuilds_from_the_earliest_day_any_change_named(account, monk
             "since": dt.date(2026, 2, 1),
         }
     ]
+
+
+def test_a_full_recompute_settles_what_was_pending_before_it(account):
+    from scoring.services import companies_recompute_all
+
+    with transaction.atomic():
+        companies_changed([account.company_id], since=None, reason="sentiment")
+        companies_changed([account.company_id], since=dt.date(2026, 3, 1), reason="new ping")
+
+    companies_recompute_all(history=False)
+    assert list(PendingRefresh.objects.values_list("reason", flat=True)) == ["new ping"]
+
+    companies_recompute_all(history=True)
+    assert not PendingRefresh.objects.exists()

@@ -45,6 +45,7 @@ from scoring.services import CHUNK, companies_recompute_all, monthly_scores_rebu
 from .loadgen import (
     MONTHLY_COLUMNS,
     PING_COLUMNS,
+    BookEndRefused,
     BookIds,
     LoadBook,
     PingRows,
@@ -104,8 +105,8 @@ def load_book_generate(
     with ``password``) and scores.
 
     Raises ``LoadRefused`` when the database already holds companies and ``reset`` is False (with
-    ``reset`` everything of the portal's apps, and every user, is replaced), or when the role groups
-    are missing (``migrate`` has not run).
+    ``reset`` everything of the portal's apps, and every user, is replaced), when the role groups
+    are missing (``migrate`` has not run), or when the book would end later than yesterday.
     """
     if Company.objects.exists() and not reset:
         raise LoadRefused(
@@ -113,7 +114,10 @@ def load_book_generate(
         )
     phase = Phases(report)
     with phase("layout"):
-        book = build_load_book(**layout)
+        try:
+            book = build_load_book(**layout)
+        except BookEndRefused as refused:
+            raise LoadRefused(str(refused)) from refused
     report(
         f"{len(book.companies):,} companies, {len(book.subscriptions):,} subscriptions, "
         f"{sum(s.kind == 'self-managed' for s in book.instances):,} self-managed instances, "

@@ -39,6 +39,11 @@ LAPSED_SUBSCRIPTION = 30  # Sterling Cooper: a regional instance's subscription 
 OPS_SENTIMENT = 34  # Duff Brewing: a Scale account whose sentiment Ops recorded (#8)
 SECOND_PLAN = 36  # Buy n Large: a division on Premium beside the Ultimate instance (#6)
 FIRST_OF_THE_MONTH = 46  # Encom: customer since the 1st of the month, six months ago (#9)
+# Accounts without a CSM on which each labeling rule (``instances.rules``, run by the seed) finds
+# an Unknown instance to label, so that every rule shows in the demo's audit trail.
+SAAS_RULE_ACCOUNT = 3  # Umbrella Health: a namespace that arrived before they were Production
+UTILIZATION_RULE_ACCOUNT = 7  # Soylent Foods: its busy main instance was never labeled
+SINGLE_INSTANCE_ACCOUNT = 10  # Pied Piper: a quiet self-managed pilot on a subscription of its own
 SHOWCASES = {  # correction → account
     2: BOTH_CI_BUILD_KEYS,
     3: LAPSED_SUBSCRIPTION,
@@ -69,6 +74,14 @@ class DemoInstance(shapes.InstanceSpec):
 
     failing: tuple[str, ...] = ()  # metrics it reports GitLab's failure value (-1) for
     handbook_ci_builds_ratio: float = 0.0  # > 0: also sends the handbook's CI-builds key
+    # A namespace that came in Unknown, before namespaces were Production on arrival: the
+    # labeling rule for SaaS namespaces has it to label.
+    arrived_unknown: bool = False
+
+
+def crm_account_id(i: int) -> str:
+    """The CRM account id of the book's ``i``-th company."""
+    return f"0016100000{i:06d}"
 
 
 def build_book(
@@ -95,7 +108,7 @@ def build_book(
             since = _month_start(scored_on, months_back=6)
         company = shapes.company_spec(
             i,
-            crm_account_id=f"0016100000{i:06d}",
+            crm_account_id=crm_account_id(i),
             csms=csms,
             since=since,
             trend=shapes.TRENDS[i % 3],
@@ -114,6 +127,7 @@ def build_book(
         )
         instances = _instances_for(rng, i, company, sub, weeks)
         instances += _showcase_instances(book, i, company, sub, scored_on)
+        instances += _instances_to_label(book, i, company, sub)
         # Nobody pings before they became a customer.
         onboarded = _first_week_from(book, since)
         for spec in instances:
@@ -162,6 +176,33 @@ def _showcase_instances(
     return []
 
 
+def _instances_to_label(
+    book: shapes.Book, i: int, company: shapes.CompanySpec, sub: shapes.SubscriptionSpec
+) -> list[DemoInstance]:
+    """Instances added so that some Unknown waits on every CSM's accounts and every labeling rule
+    has one to label. Drawn from their own random streams: every other account stays as it was.
+    """
+    number = 10000000 + i * 10 + 2
+    rng = random.Random(f"to-label|{number}")
+    if i == SINGLE_INSTANCE_ACCOUNT:
+        # Set up a quarter ago on a small Premium subscription, and barely used: under the
+        # utilization rule's threshold, but the only instance on its subscription.
+        pilot = book.add_subscription(rng, company, number, "premium", 50, "self-managed")
+        spec = _self_managed(company, pilot, 9, "", "gitlab-pilot", ("17.3.2-ee", "17.6.1-ee"), 0.1)
+        spec.first_week = max(0, book.weeks - 13)
+        pilot.start_date = max(company.customer_since, book.week_dates()[spec.first_week])
+        return [spec]
+    # A sandbox a team set up a few weeks ago, on CSM-owned accounts of the CSMs the book's other
+    # Unknown instances miss (they all fall on csm1's accounts).
+    sandbox = i % 12 in (5, 8) and i not in SHOWCASES.values()
+    if sandbox and company.csm and sub.deployment == "self-managed":
+        versions = shapes.upgrade_path(rng, rng.randint(4, 10), major=17)[:1]
+        spec = _self_managed(company, sub, 10, "", "gitlab-sandbox", versions, 0.05)
+        spec.first_week = max(0, book.weeks - rng.randint(3, 12))
+        return [spec]
+    return []
+
+
 def _self_managed(
     company: shapes.CompanySpec,
     sub: shapes.SubscriptionSpec,
@@ -184,7 +225,11 @@ def _instances_for(
     weeks: int,
 ) -> list[DemoInstance]:
     if sub.deployment == "saas":
-        return [shapes.namespace_spec(DemoInstance, company, sub, i)]
+        return [
+            shapes.namespace_spec(
+                DemoInstance, company, sub, i, arrived_unknown=i == SAAS_RULE_ACCOUNT
+            )
+        ]
 
     def sm(n: int, label: str, host: str, **fields) -> DemoInstance:
         # The default path is drawn even when ``versions`` is given: the book depends on it.
@@ -228,7 +273,9 @@ def _instances_for(
         out.append(sm(7, "", "lab", **shapes.unmapped_trial(company)))
     if i == 9:  # this account's only instance went quiet 10 weeks ago
         out[0].stop_weeks_ago = 10
-    if i % 6 == 1 and i > 20:  # Unknown-only instance on a subscription (labeling rule 2)
+    if i % 6 == 1 and i > 20:  # the only instance on its subscription, Unknown
+        out[0].label = ""
+    if i == UTILIZATION_RULE_ACCOUNT:  # well used, so labeling rule 1 labels it first
         out[0].label = ""
     if i == BOTH_CI_BUILD_KEYS:
         out[0].handbook_ci_builds_ratio = HANDBOOK_CI_BUILDS_RATIO
@@ -295,3 +342,84 @@ def iter_saas_rows(book: shapes.Book, spec: DemoInstance) -> Iterator[dict]:
         }
         row.update({k: v for k, v in metrics.items() if k not in ("active_users",)})
         yield row
+
+
+# --------------------------------------------------------------------------------------------------
+# The rest of the health scorecard: what the CRM exports beside the accounts (``import_crm``)
+
+#: The personas a CSM meets, and how often each is at a meeting (the scheme wants the first two).
+PERSONAS = (("Dev Lead", 0.8), ("Security Lead", 0.35), ("Executive Sponsor", 0.2))
+#: Months of support tickets and meetings the CRM export holds, this month included.
+CRM_MONTHS = 12
+#: Tickets a month by trend: at the start of those months and by their end.
+TICKETS = {"growing": (6, 2), "flat": (4, 4), "declining": (3, 14)}
+ROI_NOTES = {
+    "Green": "Success plan on track: the objectives agreed at the last QBR are met.",
+    "Yellow": "Half the success-plan objectives met; the rollout to the second team slipped.",
+    "Red": "Success-plan objectives missed; a recovery plan is agreed with the sponsor.",
+}
+
+
+def prioritization(company: shapes.CompanySpec) -> int | None:
+    """The CSM's prioritization of an account (1 or 2 set a meeting cadence); none without one."""
+    if not company.csm:
+        return None
+    return 1 if company.segment == "Strategic" else 2
+
+
+def success_plans(book: shapes.Book) -> list[tuple[str, str, str]]:
+    """(CRM account id, ROI, note) of the CSM-owned accounts with a success plan: all but one
+    in five, the ROI following how the account's usage goes."""
+    out = []
+    for i, company in enumerate(book.companies):
+        if not company.csm or i % 5 == 3:
+            continue
+        roi = {
+            "growing": "Green",
+            "flat": ("Green", "Yellow")[i % 2],
+            "declining": ("Yellow", "Red")[i % 2],
+        }[company.trend]
+        out.append((company.crm_account_id, roi, ROI_NOTES[roi]))
+    return out
+
+
+def support_tickets(book: shapes.Book) -> list[tuple[str, date, int]]:
+    """(CRM account id, month, tickets) for each account over the CRM's last months, from the
+    month it became a customer. The export counts this month from its middle on (the month so
+    far); before that, last month is the newest (a count of a few days would say nothing)."""
+    newest = 0 if book.end.day >= 15 else 1
+    months = [_month_start(book.end, months_back=n) for n in reversed(range(newest, CRM_MONTHS))]
+    out = []
+    for company in book.companies:
+        rng = random.Random(f"tickets|{company.crm_account_id}")
+        first, last = TICKETS[company.trend]
+        scale = 1.5 if company.segment == "Strategic" else 1.0
+        for n, month in enumerate(months):
+            if month < company.customer_since.replace(day=1):
+                continue
+            mean = scale * (first + (last - first) * n / (len(months) - 1))
+            if month == _month_start(book.end):  # the month so far
+                mean *= book.end.day / 30
+            out.append((company.crm_account_id, month, max(0, round(rng.gauss(mean, mean / 3)))))
+    return out
+
+
+def meetings(book: shapes.Book) -> list[tuple[str, date, tuple[str, ...]]]:
+    """(CRM account id, day, personas met) of the CSMs' meetings over the CRM's last months.
+
+    Every three to seven weeks, from the day the account became a customer; on one account in
+    seven the meetings stopped two to four months ago (the cadence has lapsed).
+    """
+    start = _month_start(book.end, months_back=CRM_MONTHS - 1)
+    out = []
+    for i, company in enumerate(book.companies):
+        if not company.csm:
+            continue
+        rng = random.Random(f"meetings|{company.crm_account_id}")
+        until = book.end - timedelta(days=rng.randint(60, 120) if i % 7 == 6 else 0)
+        day = max(start, company.customer_since) + timedelta(days=rng.randint(3, 20))
+        while day <= until:
+            met = tuple(p for p, share in PERSONAS if rng.random() < share) or (PERSONAS[0][0],)
+            out.append((company.crm_account_id, day, met))
+            day += timedelta(days=rng.randint(21, 49))
+    return out

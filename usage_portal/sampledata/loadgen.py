@@ -150,6 +150,10 @@ class LoadBook(Book):
         return version_at(spec, weeks[-1], self.weeks)
 
 
+class BookEndRefused(ValueError):
+    """A book would end today or later: some of its pings would be dated later than now."""
+
+
 def edition_of(spec: LoadInstance) -> str:
     """The edition a self-managed instance reports ("" for a namespace)."""
     return "" if spec.kind == "saas" else EDITIONS.get(spec.subscription.plan, "")
@@ -169,9 +173,18 @@ def build_load_book(
     ``namespaces`` defaults to 40% of ``companies`` (2,000 for 5,000); one namespace owner in ten
     runs on SaaS only, the others also run self-managed instances. About 3 self-managed instances
     per company on average, with a very large account every ``GIANT_EVERY`` companies.
+
+    ``end`` (the date of the newest pings) defaults to yesterday, the latest it may be: a ping
+    at any hour of today could be later than now. Raises ``BookEndRefused`` for a later one.
     """
     rng = random.Random(seed)
-    end = end or (datetime.now(UTC).date() - timedelta(days=1))
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    end = end or yesterday
+    if end > yesterday:
+        raise BookEndRefused(
+            f"a book ending on {end} would have pings later than now; "
+            f"the latest end is yesterday, {yesterday}"
+        )
     namespaces = round(companies * 0.4) if namespaces is None else namespaces
     csm_names = tuple(f"csm{n}" for n in range(1, max(csms, 1) + 1))
     owners: dict[int, int] = {}  # company index -> how many namespaces it owns
@@ -202,7 +215,8 @@ def build_load_book(
         if i % GIANT_EVERY == 0:
             seats = 20000
         plan = plan_for(i)
-        first_week = weeks - rng.randint(3, 7) if new_customer else 0
+        # A new customer's instances start 3 to 7 weeks before the end, never before the book.
+        first_week = max(0, weeks - rng.randint(3, 7)) if new_customer else 0
         number = 20000000 + i * 10  # of the self-managed subscription; its namespaces' follow
 
         if not saas_only:

@@ -1,5 +1,8 @@
 """Create the demo book of business through the real import and ingest paths. Safe to re-run.
 
+A book seeded before keeps the day its pings end on, however much later it is run again; start
+from an empty database for a book that ends yesterday.
+
 The work is ``usage_portal.sampledata.seed.demo_book_seed``; this command reads its options and
 the login password (``DEMO_PASSWORD``, default "demo") and prints what it did.
 """
@@ -30,7 +33,8 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"Demo data ready in {time.monotonic() - started:.1f}s: {done.companies} "
                 f"companies, {done.instances} instances/namespaces, {done.stored} new pings "
-                f"({done.duplicates} already present), {done.scored} scorecards."
+                f"({done.duplicates} already present), {done.scored} scorecards; "
+                f"newest pings dated {done.end:%-d %b %Y}."
             )
         )
         self.stdout.write(
