@@ -462,9 +462,15 @@ def scheme_version_sync() -> SchemeChange | None:
 
 
 def monthly_inputs(
-    company_ids: Sequence[int], *, since: date | None = None
+    company_ids: Sequence[int], *, since: date | None = None, today: date | None = None
 ) -> dict[int, dict[date, CompanyInputs]]:
-    """Per company and month (from ``since``'s month on), inputs from each month's last pings."""
+    """Per company and month (from ``since``'s month on), inputs from each month's last pings.
+
+    A month is scored as of its last day, the current one as of ``today``: as the current
+    snapshot is, so the age rules (first 30 days NA, age-banded License Utilization) give the
+    current month the Summary's colours, never those of a day still to come.
+    """
+    today = today or timezone.now().date()
     companies = {
         c["id"]: c for c in Company.objects.filter(id__in=company_ids).values(*_COMPANY_FIELDS)
     }
@@ -493,7 +499,7 @@ def monthly_inputs(
                 sentiment=None,  # history scores product usage; sentiment has no history
                 sentiment_date=None,
                 candidates=tuple(cands),
-                as_of=_month_end(month),
+                as_of=min(_month_end(month), today),
                 csm_owned=is_csm_owned(segment=c["segment"], csm_id=c["csm_id"]),
                 period_start=month,
             )

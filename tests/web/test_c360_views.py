@@ -314,7 +314,7 @@ def test_summary_trend_compares_with_the_previous_snapshot(small, viewer):
 def test_na_measures_show_their_reason(db, viewer):
     young = build_account("young", instances=1, pings=2, customer_since_days=45, plan="premium")
     html = _html(_client(viewer).get(reverse("account_summary", args=[young.pk])))
-    assert "too early to score" in _row(html, "license_utilization")
+    assert "Too early to score" in _row(html, "license_utilization")
     assert "pill pill-NA" in _row(html, "devsecops")
     assert "applies to Ultimate only" in _row(html, "devsecops")
 
@@ -324,7 +324,7 @@ def test_an_account_in_its_first_30_days_says_so_on_every_product_measure(db, vi
     html = _html(_client(viewer).get(reverse("account_summary", args=[new.pk])))
     for key in ("license_utilization", "user_engagement", "scm", "ci", "cd", "devsecops"):
         row = _row(html, key)
-        assert "pill pill-NA" in row and "too early to score: first 30 days" in row, key
+        assert "pill pill-NA" in row and "Too early to score: first 30 days" in row, key
 
 
 def test_summary_lists_subscriptions_and_pending_label_changes(small, csm, viewer):
@@ -429,7 +429,7 @@ def test_scorecard_lists_warnings_and_stale_instances(db, viewer):
     ScoreSnapshot.objects.filter(company=company).delete()
     companies_refresh(company_ids=[company.pk], reason="test")
     html = _html(_client(viewer).get(reverse("account_scorecard", args=[company.pk])))
-    assert "more than one instance in health measures (2)" in html
+    assert "More than one instance in health measures (2)" in html
     assert "Stale instances" in html and str(stale) in html
 
 
@@ -475,12 +475,14 @@ def test_charts_have_month_ticks_axis_titles_and_a_scheme_change_marker(small, v
     html = _html(_client(viewer).get(reverse("account_trends", args=[small.pk]) + "?report=ci"))
     figures = _figures(html)
     assert len(figures) == 3
-    for figure in figures.values():
+    for chart_id, figure in figures.items():
         xaxis = figure["layout"]["xaxis"]
         assert xaxis["tickformat"] == "%b %Y" and xaxis["dtick"] in ("M1", "M3")
         assert figure["layout"]["yaxis"]["title"]["text"]
-        assert any(s["type"] == "line" for s in figure["layout"]["shapes"])
-        assert any("gitlab-dbt-2024" in a["text"] for a in figure["layout"]["annotations"])
+        # The scheme colours the score chart only: raw usage charts carry no marker.
+        marked = any("gitlab-dbt-2024" in a["text"] for a in figure["layout"]["annotations"])
+        assert marked == (chart_id == "trend-ci-score"), chart_id
+        assert marked == any(s["type"] == "line" for s in figure["layout"]["shapes"])
     assert "CI health score by month · data as of" in html
 
 
@@ -526,10 +528,8 @@ def test_not_production_report_shows_each_other_instance_and_one_in_detail(small
     figure = _figures(html)["not-production-billable"]
     names = [t["name"] for t in figure["data"]]
     assert any(str(other) in n for n in names) and "Production (health measures)" in names
-    # The Production total has an axis of its own, so small instances are not flattened.
-    on_right = [t["name"] for t in figure["data"] if t.get("yaxis") == "y2"]
-    assert on_right == ["Production (health measures)"]
-    assert figure["layout"]["yaxis2"]["overlaying"] == "y"
+    # Each line has a panel of its own, so small instances are not flattened by Production.
+    assert len({t["yaxis"] for t in figure["data"]}) == len(names)
 
     detail = _html(_client(csm).get(url + f"&instance={other.pk}"))
     figures = _figures(detail)

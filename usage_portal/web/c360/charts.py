@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 Unit = Literal["fraction", "ratio", "count", "points"]
@@ -51,8 +51,6 @@ class Series:
     points: Sequence[Point]
     color: str | None = None
     dash: bool = False
-    #: Drawn against a second y-axis on the right (a total far larger than the other series).
-    right_axis: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +84,28 @@ def _iso(moment: date | datetime) -> str:
     return moment.isoformat()
 
 
-def month_axis(months: Sequence[date]) -> dict:
-    """A date x-axis with one tick per month (every third month beyond a year)."""
-    return {
+#: Scheme changes closer than this share one marker: their labels would overlap on a month axis.
+MARKER_MERGE_WITHIN = timedelta(days=31)
+#: Room either side of the first and last month's point (a point stands for its whole month).
+AXIS_PAD = timedelta(days=15)
+#: Room right of the plot for the last month's tick label, which phones draw slanted: Plotly
+#: hides a label that would cross the figure's edge.
+RIGHT_MARGIN = 40
+
+
+def _day(moment: date | datetime) -> date:
+    return moment.date() if isinstance(moment, datetime) else moment
+
+
+def _month_end(month: date) -> date:
+    return date(month.year + (month.month == 12), month.month % 12 + 1, 1) - timedelta(days=1)
+
+
+def month_axis(months: Sequence[date], *, through: date | None = None) -> dict:
+    """A date x-axis with one tick per month (every third month beyond a year), its range set
+    to the months charted (to ``through`` if later): Plotly would otherwise widen it to fit
+    every annotation's text."""
+    axis = {
         "type": "date",
         "title": {"text": "Month (last ping of each calendar month)"},
         "tickformat": "%b %Y",
@@ -97,20 +114,57 @@ def month_axis(months: Sequence[date]) -> dict:
         "showgrid": False,
         "automargin": True,
     }
+    if months:
+        end = max(max(months) + AXIS_PAD, through or date.min)
+        axis["range"] = [(min(months) - AXIS_PAD).isoformat(), end.isoformat()]
+    return axis
 
 
-def _marker_layout(markers: Sequence[Marker], months: Sequence[date]) -> tuple[list, list]:
-    """Dotted vertical lines with a label, for markers inside the charted months."""
+@dataclass(frozen=True, slots=True)
+class _MarkerGroup:
+    at: date | datetime
+    texts: tuple[str, ...]
+    times: tuple[date | datetime, ...]
+
+
+def _chain(texts: Sequence[str]) -> str:
+    """Changes in a row read as a chain: "scheme → a", "scheme → b" → "scheme → a<br>→ b"."""
+    head = texts[0].rpartition("→ ")[0]
+    if len(texts) > 1 and head and all(t.startswith(f"{head}→ ") for t in texts):
+        return "<br>".join([texts[0], *(f"→ {t.removeprefix(head + '→ ')}" for t in texts[1:])])
+    return "<br>".join(texts)
+
+
+def _merge_markers(markers: Sequence[Marker], first: date, end: date) -> list[_MarkerGroup]:
+    """The markers inside ``first``…``end``, those closer than ``MARKER_MERGE_WITHIN`` to the
+    first of their group drawn as one (at that first one)."""
+    groups: list[_MarkerGroup] = []
+    inside = sorted(
+        (m for m in markers if first <= _day(m.at) <= end),
+        key=lambda m: (_day(m.at), _iso(m.at)),
+    )
+    for marker in inside:
+        last = groups[-1] if groups else None
+        if last is not None and _day(marker.at) - _day(last.at) < MARKER_MERGE_WITHIN:
+            groups[-1] = _MarkerGroup(last.at, (*last.texts, marker.text), (*last.times, marker.at))
+        else:
+            groups.append(_MarkerGroup(marker.at, (marker.text,), (marker.at,)))
+    return groups
+
+
+def _marker_layout(markers: Sequence[Marker], months: Sequence[date]) -> tuple[list, list, date]:
+    """Dotted vertical lines with a label, for markers inside the charted months, and the last
+    day the month axis must reach to show them."""
     if not months:
-        return [], []
+        return [], [], date.min
     first, last = min(months), max(months)
-    end = date(last.year + (last.month == 12), last.month % 12 + 1, 1)
+    start, end = first - AXIS_PAD, _month_end(last)
+    groups = _merge_markers(markers, start, end)
+    reach = max((_day(g.times[-1]) + timedelta(days=3) for g in groups), default=date.min)
+    middle = start + (max(last + AXIS_PAD, reach) - start) / 2
     shapes, notes = [], []
-    for marker in markers:
-        day = marker.at.date() if isinstance(marker.at, datetime) else marker.at
-        if not first <= day < end:
-            continue
-        x = _iso(marker.at)
+    for group in groups:
+        x = _iso(group.at)
         shapes.append(
             {
                 "type": "line",
@@ -130,13 +184,19 @@ def _marker_layout(markers: Sequence[Marker], months: Sequence[date]) -> tuple[l
                 "y": 1,
                 "yref": "paper",
                 "yanchor": "bottom",
-                "xanchor": "left",
-                "text": marker.text,
+                # A label past the middle ends at its line: it stays over the plot.
+                "xanchor": "right" if _day(group.at) > middle else "left",
+                "align": "right" if _day(group.at) > middle else "left",
+                "text": _chain(group.texts),
+                "hovertext": "<br>".join(
+                    f"{_iso(t)} UTC: {text}"
+                    for t, text in zip(group.times, group.texts, strict=True)
+                ),
                 "showarrow": False,
                 "font": {"size": 10, "color": MARKER_COLOR},
             }
         )
-    return shapes, notes
+    return shapes, notes, reach
 
 
 def _band_shapes(bands: Sequence[BandRange], unit: Unit, top: float) -> list[dict]:
@@ -182,15 +242,33 @@ def _layout(
     *,
     y_title: str,
     unit: Unit,
-    markers: Sequence[Marker],
     show_legend: bool,
+    markers: Sequence[Marker] = (),
     extra_shapes: Sequence[dict] = (),
     y_range: tuple[float, float] | None = None,
     barmode: str | None = None,
 ) -> dict:
-    marker_shapes, notes = _marker_layout(markers, months)
-    yaxis: dict = {
-        "title": {"text": y_title},
+    marker_shapes, notes, reach = _marker_layout(markers, months)
+    lines_above = max((n["text"].count("<br>") for n in notes), default=0)
+    layout: dict = {
+        "xaxis": month_axis(months, through=reach),
+        "yaxis": _value_axis(unit, y_title, y_range),
+        "shapes": [*extra_shapes, *marker_shapes],
+        "annotations": notes,
+        "showlegend": show_legend,
+        # Above the plot: below it, month ticks (rotated on phones) would run into it.
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"},
+        "margin": {"t": 28 + 13 * lines_above, "r": RIGHT_MARGIN, "b": 64, "l": 64},
+        "height": (400 if show_legend else 340) + 13 * lines_above,
+    }
+    if barmode:
+        layout["barmode"] = barmode
+    return layout
+
+
+def _value_axis(unit: Unit, title: str, y_range: tuple[float, float] | None = None) -> dict:
+    axis: dict = {
+        "title": {"text": title},
         "automargin": True,
         "rangemode": "tozero",
         "zeroline": True,
@@ -199,23 +277,10 @@ def _layout(
         "tickformat": {"fraction": ".0f", "points": ".0f"}.get(unit, ",~r"),
     }
     if unit == "fraction":
-        yaxis["ticksuffix"] = "%"
+        axis["ticksuffix"] = "%"
     if y_range:
-        yaxis["range"] = list(y_range)
-    layout: dict = {
-        "xaxis": month_axis(months),
-        "yaxis": yaxis,
-        "shapes": [*extra_shapes, *marker_shapes],
-        "annotations": notes,
-        "showlegend": show_legend,
-        # Above the plot: below it, month ticks (rotated on phones) would run into it.
-        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"},
-        "margin": {"t": 28, "r": 16, "b": 64, "l": 64},
-        "height": 400 if show_legend else 340,
-    }
-    if barmode:
-        layout["barmode"] = barmode
-    return layout
+        axis["range"] = list(y_range)
+    return axis
 
 
 def scored_line(
@@ -227,7 +292,10 @@ def scored_line(
     bands: Sequence[BandRange] = (),
     markers: Sequence[Marker] = (),
 ) -> dict | None:
-    """One measure over months: markers coloured Red/Yellow/Green, threshold bands shaded."""
+    """One measure over months: markers coloured Red/Yellow/Green, threshold bands shaded.
+
+    Only these charts, coloured by the scheme, carry the scheme-change ``markers``.
+    """
     drawn = [p for p in points if p.value is not None]
     if not drawn:
         return None
@@ -268,57 +336,104 @@ def scored_line(
     }
 
 
-def lines(
-    series: Sequence[Series],
-    *,
-    y_title: str,
-    unit: Unit = "count",
-    markers: Sequence[Marker] = (),
-    right_title: str = "",
-) -> dict | None:
-    """Several series over months (users, builds, …), one line each; ``right_axis`` series
-    against a second axis titled ``right_title``."""
-    if not any(p.value is not None for s in series for p in s.points):
-        return None
+def _line_trace(s: Series, n: int, unit: Unit) -> dict:
     scale = _scale(unit)
     suffix = "%" if unit == "fraction" else ""
-    data = []
+    color = s.color or PALETTE[n % len(PALETTE)]
+    return {
+        "type": "scatter",
+        "mode": "lines+markers",
+        "name": s.name,
+        "x": [p.month.isoformat() for p in s.points],
+        "y": [None if p.value is None else p.value * scale for p in s.points],
+        "line": {"color": color, "width": 2, "dash": "dash" if s.dash else "solid"},
+        "marker": {"size": 6, "color": color},
+        "connectgaps": False,
+        "hovertemplate": f"%{{y:{_hover_format(unit)}}}{suffix}<extra>{s.name}</extra>",
+    }
+
+
+def _has_values(series: Sequence[Series]) -> bool:
+    return any(p.value is not None for s in series for p in s.points)
+
+
+def lines(series: Sequence[Series], *, y_title: str, unit: Unit = "count") -> dict | None:
+    """Several series over months (users, builds, …), one line each."""
+    if not _has_values(series):
+        return None
+    months = [p.month for s in series for p in s.points]
+    return {
+        "data": [_line_trace(s, n, unit) for n, s in enumerate(series)],
+        "layout": _layout(months, y_title=y_title, unit=unit, show_legend=len(series) > 1),
+    }
+
+
+#: Small multiples: each panel's height and the gap above the next one's title, in pixels.
+PANEL_HEIGHT = 92
+PANEL_GAP = 50
+#: How far a panel's title starts left of its plot (within the 64 px left margin).
+PANEL_TITLE_INSET = 56
+#: Longer titles put their "(type)" on a second line: Plotly never wraps an annotation.
+PANEL_TITLE_LINE = 34
+
+
+def _panel_title(name: str) -> str:
+    head, paren, tail = name.rpartition(" (")
+    if len(name) <= PANEL_TITLE_LINE or not head:
+        return name
+    return f"{head}<br>{paren.strip()}{tail}"
+
+
+def small_multiples(series: Sequence[Series], *, unit: Unit = "count") -> dict | None:
+    """One small panel per series, top to bottom in the order given, each on its own y scale
+    and all on one month axis: a total far larger than the others (a Production total beside
+    small test instances) neither flattens them nor shares an axis with them."""
+    if not _has_values(series):
+        return None
+    months = [p.month for s in series for p in s.points]
+    count = len(series)
+    plot = count * PANEL_HEIGHT + (count - 1) * PANEL_GAP
+    data, titles = [], []
+    layout: dict = {
+        "showlegend": False,
+        "hovermode": "x",
+        "margin": {"t": 44, "r": RIGHT_MARGIN, "b": 64, "l": 64},  # t: a two-line title
+        "height": plot + 44 + 64,
+    }
     for n, s in enumerate(series):
-        color = s.color or PALETTE[n % len(PALETTE)]
-        data.append(
+        axis = "y" if n == 0 else f"y{n + 1}"
+        top = round(1 - n * (PANEL_HEIGHT + PANEL_GAP) / plot, 6)
+        bottom = round(max(top - PANEL_HEIGHT / plot, 0.0), 6)
+        layout["yaxis" if n == 0 else f"yaxis{n + 1}"] = {
+            **_value_axis(unit, ""),
+            "domain": [bottom, top],
+            "nticks": 3,
+            "fixedrange": True,
+        }
+        data.append({**_line_trace(s, n, unit), "xaxis": "x", "yaxis": axis})
+        titles.append(
             {
-                "type": "scatter",
-                "mode": "lines+markers",
-                "name": s.name,
-                "x": [p.month.isoformat() for p in s.points],
-                "y": [None if p.value is None else p.value * scale for p in s.points],
-                "line": {"color": color, "width": 2, "dash": "dash" if s.dash else "solid"},
-                "marker": {"size": 6, "color": color},
-                "connectgaps": False,
-                "hovertemplate": f"%{{y:{_hover_format(unit)}}}{suffix}<extra>{s.name}</extra>",
-                **({"yaxis": "y2"} if s.right_axis else {}),
+                "text": _panel_title(s.name),
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0,
+                "y": top,
+                "xanchor": "left",
+                "yanchor": "bottom",
+                "align": "left",
+                # From the figure's left edge, over the tick labels: a phone's plot is narrow.
+                "xshift": -PANEL_TITLE_INSET,
+                "yshift": 8,  # clear of the panel's top tick label
+                "showarrow": False,
+                "font": {"size": 12, "color": "#1f1f2e"},
             }
         )
-    months = [p.month for s in series for p in s.points]
-    layout = _layout(
-        months, y_title=y_title, unit=unit, markers=markers, show_legend=len(series) > 1
-    )
-    if any(s.right_axis for s in series):
-        layout["yaxis2"] = {
-            **layout["yaxis"],
-            "title": {"text": right_title},
-            "overlaying": "y",
-            "side": "right",
-            "showgrid": False,
-            "zeroline": False,
-        }
-        layout["margin"] = {**layout["margin"], "r": 64}
+    layout["annotations"] = titles
+    layout["xaxis"] = {**month_axis(months), "anchor": "y" if count == 1 else f"y{count}"}
     return {"data": data, "layout": layout}
 
 
-def stacked_bars(
-    series: Sequence[Series], *, y_title: str, markers: Sequence[Marker] = ()
-) -> dict | None:
+def stacked_bars(series: Sequence[Series], *, y_title: str) -> dict | None:
     """Counts stacked per month (deployments by outcome, scans by scanner)."""
     shown = [s for s in series if any(p.value for p in s.points)]
     if not shown:
@@ -338,12 +453,5 @@ def stacked_bars(
     months = [p.month for s in shown for p in s.points]
     return {
         "data": data,
-        "layout": _layout(
-            months,
-            y_title=y_title,
-            unit="count",
-            markers=markers,
-            show_legend=True,
-            barmode="stack",
-        ),
+        "layout": _layout(months, y_title=y_title, unit="count", show_legend=True, barmode="stack"),
     }

@@ -28,6 +28,7 @@ from usage_portal.web.c360.viewmodels import (
     measure_unit,
     metric_ref,
     score_anchor,
+    sentence,
 )
 
 
@@ -114,7 +115,7 @@ def _explain_measure(
         color=result.color,
         value_text=format_value(result.value, unit),
         points=result.points,
-        reason=result.reason,
+        reason=sentence(result.reason),
         thresholds=str(inputs.get("thresholds", "")),
         numerator_text=format_number(inputs.get("numerator")),
         denominator_text=format_number(inputs.get("denominator")),
@@ -176,7 +177,7 @@ def _explain_rollup(result: MeasureResult, parts: Sequence[tuple[str, str]]) -> 
         color=result.color,
         value_text=format_value(result.value, "points"),
         points=result.points,
-        reason=result.reason,
+        reason=sentence(result.reason),
         thresholds=str(result.inputs.get("thresholds", "")),
         parts=tuple(parts),
     )
@@ -283,7 +284,7 @@ def explain_scorecard(
         sentiment=_explain_rollup(sentiment, sentiment_parts),
         use_cases=tuple(use_cases),
         groups=tuple(_explain_rollup(g, _group_parts(g)) for g in card.groups.values()),
-        warnings=card.warnings,
+        warnings=tuple(sentence(w) for w in card.warnings),
         included=tuple(refs[i] for i in card.instance_ids if i in refs),
         stale=tuple(refs[i] for i in card.stale_instance_ids if i in refs),
         pings=tuple(all_pings),

@@ -120,6 +120,9 @@ def summary_parts(company: Company) -> dict:
         "instance_total": sum(counts.values()),
         "pending": pending,
         "sentiment_result": card.csm_sentiment if card else None,
+        "sentiment_reason": viewmodels.sentence(card.csm_sentiment.reason) if card else None,
+        "lu_reason": viewmodels.sentence(lu.reason) if lu else None,
+        "warnings": [viewmodels.sentence(w) for w in card.warnings] if card else [],
     }
 
 
@@ -210,9 +213,9 @@ def trend_blocks(
     for n, spec in enumerate(report.charts):
         lines = series.metric_series(history, spec.metrics, colors=spec.colors)
         if spec.kind == "stacked":
-            figure = charts.stacked_bars(lines, y_title=spec.y_title, markers=markers)
+            figure = charts.stacked_bars(lines, y_title=spec.y_title)
         else:
-            figure = charts.lines(lines, y_title=spec.y_title, markers=markers)
+            figure = charts.lines(lines, y_title=spec.y_title)
         headers, rows = tables.series_table(lines, months)
         blocks.append(
             ChartBlock(
@@ -285,7 +288,7 @@ def _license_blocks(
         ChartBlock(
             "trend-license-seats",
             as_of_title("Billable users vs licensed seats", history.as_of),
-            charts.lines(seats, y_title="users", markers=markers),
+            charts.lines(seats, y_title="users"),
             empty,
             headers,
             rows,
@@ -327,7 +330,6 @@ def not_production_parts(company: Company, raw_id: str, *, can_label: bool, path
     edit links (``can_label``) come back to ``path``."""
     instances = selectors.instances_list(company)
     outside = viewmodels.outside_health(instances)
-    markers = selectors.scheme_markers()
     selected = None
     if raw_id:
         try:
@@ -343,9 +345,9 @@ def not_production_parts(company: Company, raw_id: str, *, can_label: bool, path
         else catalogue.NOT_PRODUCTION_TABLE,
     )
     if selected is not None:
-        blocks = _instance_blocks(history, selected, markers)
+        blocks = _instance_blocks(history, selected)
     else:
-        blocks = [_billable_block(history, outside, markers)]
+        blocks = [_billable_block(history, outside)]
 
     production_billable = (
         history.scores[history.months[-1]]["billable_users"] if history.months else None
@@ -386,7 +388,7 @@ def _outside_signature(row: OutsideRow) -> tuple:
     )
 
 
-def _instance_blocks(history: selectors.MonthlyHistory, selected, markers) -> list[ChartBlock]:
+def _instance_blocks(history: selectors.MonthlyHistory, selected) -> list[ChartBlock]:
     months, lines = series.instance_series(history, selected.pk, catalogue.NOT_PRODUCTION_METRICS)
     empty = (
         f"{selected} has sent no usage ping in the last {selectors.MONTHS_SHOWN} months."
@@ -407,7 +409,7 @@ def _instance_blocks(history: selectors.MonthlyHistory, selected, markers) -> li
             ChartBlock(
                 f"not-production-{selected.pk}-{n}",
                 as_of_title(f"{title} on {selected}", as_of_day),
-                charts.lines(chosen, y_title=y_title, markers=markers),
+                charts.lines(chosen, y_title=y_title),
                 empty,
                 headers,
                 rows,
@@ -416,25 +418,39 @@ def _instance_blocks(history: selectors.MonthlyHistory, selected, markers) -> li
     return blocks
 
 
-def _billable_block(history: selectors.MonthlyHistory, outside, markers) -> ChartBlock:
+#: The NOT Production chart's panels at most: the Production total and the instances with the
+#: most billable users (an account with 80 test instances would draw a chart 10,000 px tall).
+NOT_PRODUCTION_PANELS = 12
+
+
+def _latest(line: charts.Series) -> float:
+    return next((p.value for p in reversed(line.points) if p.value is not None), 0)
+
+
+def _billable_block(history: selectors.MonthlyHistory, outside) -> ChartBlock:
     months, lines = series.billable_by_instance(history, outside)
+    production, instances = lines[0], lines[1:]
+    largest = sorted(instances, key=_latest, reverse=True)[: NOT_PRODUCTION_PANELS - 1]
+    kept = {id(line) for line in largest}
+    panels = [production, *(line for line in instances if id(line) in kept)]
+    note = (
+        "Billable users, one panel per instance, each on its own scale; the first is the "
+        "Production total the health measures used."
+    )
+    if len(panels) < len(lines):
+        note += (
+            f" Showing the {len(panels) - 1} instances with the most billable users of "
+            f"{len(instances)}; the data table lists all."
+        )
     return ChartBlock(
         "not-production-billable",
         as_of_title("Billable users by instance", history.as_of),
-        charts.lines(
-            lines,
-            y_title="billable users",
-            right_title="Production total",
-            markers=markers,
-        )
-        if outside
-        else None,
+        charts.small_multiples(panels) if outside else None,
         "Every instance of this account is Production and in health measures."
         if not outside
         else "None of these instances has sent a usage ping in the last "
         f"{selectors.MONTHS_SHOWN} months.",
-        note="The dashed line, on the right-hand axis, is the Production total the "
-        "health measures used.",
+        note=note,
         table=tables.series_table_html(lines, months) if months else "",
     )
 

@@ -174,15 +174,8 @@ def latest_usage(history: MonthlyHistory) -> dict[int, dict]:
 def billable_by_instance(
     history: MonthlyHistory, instances: Sequence[Instance]
 ) -> tuple[list[date], list[Series]]:
-    """Billable users per month for each instance, plus the Production total the engine used."""
+    """Billable users per month: the Production total the engine used, then each instance."""
     months = sorted({m for (_, m) in history.usage} | set(history.months))
-    series = [
-        Series(
-            f"{i} ({TYPE_LABELS.get(i.instance_type, i.instance_type)})",
-            [Point(m, (history.usage.get((i.pk, m)) or {}).get("billable_users")) for m in months],
-        )
-        for i in instances
-    ]
     production = Series(
         "Production (health measures)",
         [
@@ -190,7 +183,12 @@ def billable_by_instance(
             for m in months
         ],
         color="#1f1f2e",
-        dash=True,
-        right_axis=True,  # usually far above any other instance: their lines keep their scale
     )
-    return months, [*series, production]
+    series = [
+        Series(
+            f"{i} ({TYPE_LABELS.get(i.instance_type, i.instance_type)})",
+            [Point(m, (history.usage.get((i.pk, m)) or {}).get("billable_users")) for m in months],
+        )
+        for i in instances
+    ]
+    return months, [production, *series]

@@ -165,6 +165,13 @@ SUMMARY_MEASURES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def sentence(text: str | None) -> str | None:
+    """``text`` shown on its own, as a sentence: the engine's reasons and warnings are
+    lower-case fragments ("no Production instance") so that they read inside others ("NA
+    months: …", "a; b"); every page capitalises them here, once."""
+    return text[:1].upper() + text[1:] if text else text
+
+
 def score_anchor(key: str) -> str:
     return f"score-{key}"
 
@@ -211,7 +218,7 @@ def score_rows(
                 group=where,
                 color=result.color,
                 value_text=format_value(result.value, unit),
-                reason=result.reason,
+                reason=sentence(result.reason),
                 trend=trend(result, before, unit) if previous is not None else None,
                 anchor=score_anchor(key),
             )
