@@ -64,6 +64,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("usage_portal.urls", INTERFACES),
     ("usage_portal.wsgi", INTERFACES),
     ("usage_portal.context_processors", INTERFACES),
+    ("usage_portal.middleware", INTERFACES),
     ("*.admin", INTERFACES),
     ("*.apps", INTERFACES),
     ("*.management", INTERFACES),
