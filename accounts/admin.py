@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.utils import timezone
 
 from accounts.changes import companies_changed
-from accounts.models import Company, Meeting, Subscription, SupportTicketMonth
+from accounts.models import Company, Meeting, Subscription, SupportTicketMonth, TableColumns
 from instances.services.licenses import subscription_attach_waiting
 from scoring.services import companies_refresh
 
@@ -120,3 +120,17 @@ class MeetingAdmin(ScoredAccountDataAdmin):
     list_select_related = ("company",)
     raw_id_fields = ("company",)
     date_hierarchy = "day"
+
+
+@admin.register(TableColumns)
+class TableColumnsAdmin(admin.ModelAdmin):
+    """People's column choices: read to answer "why do I not see that column?", or deleted to
+    give someone the defaults back."""
+
+    list_display = ("user", "table", "updated_at")
+    list_filter = ("table",)
+    search_fields = ("user__username", "user__first_name", "user__last_name")
+    list_select_related = ("user",)
+    raw_id_fields = ("user",)
+    readonly_fields = ("updated_at",)
+    show_full_result_count = False

@@ -218,3 +218,44 @@ class Meeting(models.Model):
 def persona_names(text: str) -> frozenset[str]:
     """The personas a meeting's comma-separated list names, trimmed."""
     return frozenset(p.strip() for p in text.split(",") if p.strip())
+
+
+class TableColumns(models.Model):
+    """The columns a person chose for a list page's table (the dashboard's column chooser).
+
+    One row per person and table, read in one query by the page; no row means the table's
+    default columns. ``columns`` holds column names in the table's order.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="table_columns"
+    )
+    table = models.CharField(max_length=64, help_text="The list page, e.g. dashboard")
+    columns = models.JSONField(default=list)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "chosen table columns"
+        verbose_name_plural = "chosen table columns"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "table"], name="one_column_choice_per_table")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.table}: {', '.join(self.columns)}"
+
+    @classmethod
+    def chosen(cls, *, user, table: str) -> list[str] | None:
+        """The columns ``user`` chose for ``table``, or ``None`` when they chose none."""
+        if not getattr(user, "is_authenticated", False):
+            return None
+        row = cls.objects.filter(user=user, table=table).values_list("columns", flat=True)
+        return next(iter(row), None)
+
+    @classmethod
+    def remember(cls, *, user, table: str, columns: list[str] | None) -> None:
+        """Store ``user``'s choice for ``table``; ``None`` goes back to the default columns."""
+        if columns is None:
+            cls.objects.filter(user=user, table=table).delete()
+            return
+        cls.objects.update_or_create(user=user, table=table, defaults={"columns": list(columns)})

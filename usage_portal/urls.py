@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from usage_portal.web import errors
 from usage_portal.web.alerts import views as alerts
 from usage_portal.web.api import views as api
 from usage_portal.web.c360 import views as c360
@@ -17,6 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Product Usage Reporting dashboard
     path("", scoring_views.dashboard, name="dashboard"),
+    path("dashboard/columns/", scoring_views.dashboard_columns, name="dashboard_columns"),
     # Account C360
     path("accounts/<int:pk>/", c360.summary, name="account_summary"),
     path("accounts/<int:pk>/adoption/", c360.adoption, name="account_adoption"),
@@ -52,3 +54,9 @@ urlpatterns = [
     path("exports/health.csv", api.health_csv, name="export_health_csv"),
     path("exports/instance-types/", api.instance_types, name="export_instance_types"),
 ]
+
+# Error pages in the portal's layout, with the reason a refusal or a 404 was raised with. The
+# 500 page stays Django's server_error: a static template, no request, no database.
+handler400 = errors.bad_request
+handler403 = errors.permission_denied
+handler404 = errors.page_not_found

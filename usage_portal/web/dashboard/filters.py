@@ -7,7 +7,11 @@ from django.db.models import Exists
 
 from accounts.models import Company, Segment
 from instances.models import InstanceType
-from usage_portal.web.dashboard.selectors import NO_USAGE_DATA, company_instances
+from usage_portal.web.dashboard.selectors import (
+    NO_USAGE_DATA,
+    NO_USAGE_DATA_HELP,
+    company_instances,
+)
 from usage_portal.web.kit.filters import (
     CsmFilter,
     PortalFilterSet,
@@ -33,7 +37,9 @@ class DashboardFilter(PortalFilterSet):
     csm = CsmFilter()
     segment = django_filters.ChoiceFilter(choices=Segment.choices, empty_label="All segments")
     has_unknown = checkbox_filter("Has Unknown instances", "filter_has_unknown")
-    no_usage_data = checkbox_filter("No usage data", "filter_no_usage_data")
+    no_usage_data = checkbox_filter(
+        "No usage data", "filter_no_usage_data", help_text=NO_USAGE_DATA_HELP
+    )
     lu_color = color_filter(*COLOR_FILTERS["lu_color"])
     ue_color = color_filter(*COLOR_FILTERS["ue_color"])
     scm_color = color_filter(*COLOR_FILTERS["scm_color"])

@@ -35,11 +35,18 @@ INSTANCE_COUNTS = {
     "n_other": (InstanceType.OBSOLETE, InstanceType.GEO_SECONDARY),
 }
 
-#: Accounts for which product usage cannot be measured: no current snapshot, no fresh ping from
-#: an included Production instance (``as_of`` empty), or no billable users (GitLab < 14.0).
-#: Reads the ``snap`` alias of ``current_snapshot()``.
-NO_USAGE_DATA = (
-    Q(snap__id__isnull=True) | Q(snap__as_of__isnull=True) | Q(snap__billable_users__isnull=True)
+#: Accounts whose usage could not be scored: no current scorecard, or one in which neither
+#: License Utilization nor Overall product usage has a value (no fresh ping from an included
+#: Production instance, too early to score, nothing measurable in the pings). An account that
+#: shows a usage score is never among them: GitLab before 14.0 reports no billable users, yet
+#: its CD and DevSecOps still make a product usage score. Reads the ``snap`` alias of
+#: ``current_snapshot()``; ``NO_USAGE_DATA_HELP`` says it in words, on the filter.
+NO_USAGE_DATA = Q(snap__id__isnull=True) | Q(
+    snap__license_utilization__isnull=True, snap__product_usage_value__isnull=True
+)
+NO_USAGE_DATA_HELP = (
+    "Neither License Utilization nor Overall product usage could be scored: not scored yet, "
+    "no recent ping from a Production instance, or too early to score."
 )
 
 

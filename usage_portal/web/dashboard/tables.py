@@ -5,6 +5,11 @@ kit's ``OwnRowsTable`` (each column's ``cell_function``), which renders exactly 
 django-tables2 would at a fraction of the cost; sorting, pagination, headers and the CSV/XLSX
 exports go through django-tables2. Pills are left out of exports; hidden columns carry the same
 figures as plain numbers and words.
+
+A person chooses which columns the page shows (``CHOOSABLE_COLUMNS``, remembered in
+``accounts.TableColumns``; ``DEFAULT_COLUMNS`` until they do). Exports always carry every column:
+a spreadsheet is where one reads the rest. The health cells carry ``data-label`` and the class
+``health``: on a phone each row becomes a card of the account and its colours.
 """
 
 from __future__ import annotations
@@ -26,46 +31,63 @@ from usage_portal.web.kit.tables import (
 )
 
 
+def _health(classes: str, label: str) -> dict:
+    """Cell attributes of a health measure: labelled for the phone's card layout."""
+    return {"td": {"class": f"{classes} health", "data-label": label}, "th": {"class": classes}}
+
+
 class DashboardTable(OwnRowsTable):
-    name = AccountColumn()
+    name = AccountColumn(attrs={"td": {"class": "account"}, "th": {"class": "account"}})
     crm_account_id = tables.Column(verbose_name="CRM account id", visible=False)
     csm = CsmColumn()
     segment = TextColumn()
     licensed_seats = NumberColumn(verbose_name="Licensed seats")
     billable_users = NumberColumn(verbose_name="Billable users")
     license_utilization = PillColumn(
-        verbose_name="License utilization", color="lu_color", text=percent
+        verbose_name="License utilization",
+        color="lu_color",
+        text=percent,
+        attrs=_health("num", "License utilization"),
     )
     lu_percent = tables.Column(
         verbose_name="License utilization (%)", accessor="license_utilization", visible=False
     )
     lu_color = ColorColumn(verbose_name="License utilization colour", visible=False)
-    ue_color = ColorColumn(verbose_name="User Engagement")
-    scm_color = ColorColumn(verbose_name="SCM")
-    ci_color = ColorColumn(verbose_name="CI")
-    cd_color = ColorColumn(verbose_name="CD")
-    devsecops_color = ColorColumn(verbose_name="DevSecOps")
+    ue_color = ColorColumn(
+        verbose_name="User Engagement", attrs=_health("color", "User Engagement")
+    )
+    scm_color = ColorColumn(verbose_name="SCM", attrs=_health("color", "SCM"))
+    ci_color = ColorColumn(verbose_name="CI", attrs=_health("color", "CI"))
+    cd_color = ColorColumn(verbose_name="CD", attrs=_health("color", "CD"))
+    devsecops_color = ColorColumn(verbose_name="DevSecOps", attrs=_health("color", "DevSecOps"))
     product_usage = PillColumn(
         verbose_name="Product usage",
         accessor="product_usage_value",
         color="product_usage_color",
         text=whole,
+        attrs=_health("num", "Product usage"),
     )
     product_usage_value = tables.Column(verbose_name="Product usage score", visible=False)
     product_usage_color = ColorColumn(verbose_name="Product usage colour", visible=False)
-    overall_color = ColorColumn(verbose_name="Overall health")
+    overall_color = ColorColumn(
+        verbose_name="Overall health", attrs=_health("color overall", "Overall health")
+    )
     last_ping_at = DateColumn(verbose_name="Last ping")
     n_production = NumberColumn(verbose_name="Production")
     n_non_production = NumberColumn(verbose_name="Non-Prod")
     n_unknown = NumberColumn(verbose_name="Unknown")
     n_other = NumberColumn(verbose_name="Other")
 
+    #: partials/table.html: a scrolling region whose header row and account column stay put.
+    sticky = True
+    noun = "account"
+
     class Meta:
         model = Company
         fields = ()
         order_by = ("name",)
         empty_text = "No accounts match these filters."
-        attrs = {"class": "table table-report table-dashboard"}
+        attrs = {"class": "table table-report table-dashboard table-compact"}
 
     # Exports: hidden columns, plain figures.
     def value_lu_percent(self, value):
@@ -73,3 +95,28 @@ class DashboardTable(OwnRowsTable):
 
     def value_product_usage_value(self, value):
         return None if value is None else round(value, 1)
+
+
+#: The columns a person may show or hide: every column the page shows but the account's name.
+CHOOSABLE_COLUMNS: tuple[str, ...] = tuple(
+    name
+    for name, column in DashboardTable.base_columns.items()
+    if column.visible and name != "name"
+)
+#: What a 1366–1440 px screen shows before anyone chooses: who owns the account, every health
+#: colour, the last ping and the instances still to label. Seats, billable users, segment and
+#: the other instance counts are a tick away (and always in the exports).
+DEFAULT_COLUMNS: tuple[str, ...] = (
+    "csm",
+    "license_utilization",
+    "ue_color",
+    "scm_color",
+    "ci_color",
+    "cd_color",
+    "devsecops_color",
+    "product_usage",
+    "overall_color",
+    "last_ping_at",
+    "n_production",
+    "n_unknown",
+)

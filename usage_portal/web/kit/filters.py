@@ -104,6 +104,10 @@ def color_filter(annotation: str, label: str) -> django_filters.ChoiceFilter:
     )
 
 
-def checkbox_filter(label: str, method: str) -> django_filters.BooleanFilter:
+def checkbox_filter(
+    label: str, method: str, *, help_text: str = ""
+) -> django_filters.BooleanFilter:
     """A tick box: ticked narrows the list, unticked leaves it alone."""
-    return django_filters.BooleanFilter(label=label, method=method, widget=forms.CheckboxInput)
+    return django_filters.BooleanFilter(
+        label=label, method=method, widget=forms.CheckboxInput, help_text=help_text
+    )
