@@ -168,8 +168,16 @@ def color_rank(field: str) -> Case:
 
 
 def account_link(record_pk_field: str = "pk"):
-    """``linkify`` for a column that links to the record's account (its C360 summary)."""
-    return lambda record: reverse("account_summary", args=[getattr(record, record_pk_field)])
+    """``linkify`` for a column that links to the record's account (its C360 summary).
+
+    A record with no account (an unmapped instance) gets no link: None tells django-tables2 so.
+    """
+
+    def link(record) -> str | None:
+        pk = getattr(record, record_pk_field)
+        return None if pk is None else reverse("account_summary", args=[pk])
+
+    return link
 
 
 def account_url_maker() -> Callable[[int], str]:
