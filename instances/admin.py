@@ -12,16 +12,35 @@ from instances.services.tokens import ingest_token_create
 
 from .labels import label_change_apply, label_change_request
 from .models import (
+    AppliedVia,
+    HealthInclusion,
     IngestToken,
     Instance,
     InstanceType,
     LabelChange,
+    LabelChangeStatus,
     License,
+    LicenseMappingChange,
+    MappingSource,
     MonthlyUsage,
     PingReport,
     RejectedPayload,
     UsagePing,
+    edition_label,
+    edition_title,
 )
+
+
+def _short_time(moment) -> str:
+    return f"{timezone.localtime(moment):%-d %b %Y %H:%M %Z}" if moment else "—"
+
+
+def _edition(obj) -> str:
+    if not obj.edition:
+        return "—"
+    return format_html(
+        '<span title="{}">{}</span>', edition_title(obj.edition), edition_label(obj.edition)
+    )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -45,6 +64,27 @@ class MapLicenseActionForm(ActionForm):
     )
 
 
+class MappingChangeInline(admin.TabularInline):
+    """The license's mapping history, newest first: read only, written by the mapping service."""
+
+    model = LicenseMappingChange
+    fk_name = "license"
+    extra = 0
+    fields = ("changed_at", "from_name", "to_name", "via", "changed_by")
+    readonly_fields = fields
+    can_delete = False
+    verbose_name = "mapping change"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("changed_by")
+
+
 @admin.register(License)
 class LicenseAdmin(admin.ModelAdmin):
     """Mappings change only through ``license_map`` so waiting pings attach and it is recorded."""
@@ -63,6 +103,7 @@ class LicenseAdmin(admin.ModelAdmin):
         "last_seen_at",
     )
     show_full_result_count = False
+    inlines = [MappingChangeInline]
     action_form = MapLicenseActionForm
     actions = ["map_to_subscription"]
 
@@ -76,7 +117,9 @@ class LicenseAdmin(admin.ModelAdmin):
             )
             return
         attached = sum(
-            license_map(license=lic, subscription=subscription, by=request.user, via="manual")
+            license_map(
+                license=lic, subscription=subscription, by=request.user, via=MappingSource.MANUAL
+            )
             for lic in queryset
         )
         self.message_user(
@@ -102,16 +145,9 @@ def _relabel_action(value: str, label: str):
 
 @admin.register(Instance)
 class InstanceAdmin(AccountDataAdmin):
-    list_display = (
-        "__str__",
-        "kind",
-        "company",
-        "subscription",
-        "instance_type",
-        "health_inclusion",
-        "version",
-        "last_ping_at",
-    )
+    # Five columns fit a laptop screen; kind, subscription and the identity are on the
+    # instance's page (and kind is a filter).
+    list_display = ("__str__", "company", "labels", "release", "last_ping")
     list_filter = ("kind", "instance_type", "health_inclusion", "company__segment")
     search_fields = ("hostname", "uuid", "namespace_path", "=namespace_id", "company__name")
     list_select_related = ("company", "subscription")
@@ -127,11 +163,44 @@ class InstanceAdmin(AccountDataAdmin):
         "first_ping_at",
         "last_ping_at",
         "created_at",
+        "edition_name",
     )
+    # The edition comes from pings: shown by name, never typed in.
+    exclude = ("edition",)
     show_full_result_count = False
     # One "Set instance type: …" action per type, named set_<value>.
     actions = [*(_relabel_action(value, label) for value, label in InstanceType.choices)]
     actions.append("apply_pending_now")
+
+    @admin.display(description="Type", ordering="instance_type")
+    def labels(self, obj):
+        # The health inclusion only when a person set it: "Automatic" on every row is noise.
+        if obj.health_inclusion == HealthInclusion.AUTOMATIC:
+            return obj.get_instance_type_display()
+        return format_html(
+            "{}<br><small>{}</small>",
+            obj.get_instance_type_display(),
+            f"Health measure: {obj.get_health_inclusion_display()}",
+        )
+
+    @admin.display(description="Last ping", ordering="last_ping_at")
+    def last_ping(self, obj):
+        if obj.last_ping_at is None:
+            return "never"
+        moment = timezone.localtime(obj.last_ping_at)
+        return format_html(
+            '<span title="{}">{}</span>', f"{moment:%Y-%m-%d %H:%M %Z}", f"{moment:%-d %b %Y}"
+        )
+
+    @admin.display(description="Version", ordering="version_sort")
+    def release(self, obj):
+        if not obj.edition:
+            return obj.version or "—"
+        return format_html("{}<br>{}", obj.version or "—", _edition(obj))
+
+    @admin.display(description="Edition")
+    def edition_name(self, obj):
+        return _edition(obj)
 
     def _relabel(self, request, queryset, value: str) -> None:
         changes = [
@@ -152,7 +221,7 @@ class InstanceAdmin(AccountDataAdmin):
             LabelChange.objects.pending().filter(instance__in=queryset).values_list("id", flat=True)
         )
         applied = sum(
-            label_change_apply(change_id=i, via="apply_now", by=request.user, force=True)
+            label_change_apply(change_id=i, via=AppliedVia.APPLY_NOW, by=request.user, force=True)
             for i in ids
         )
         self.message_user(request, f"Applied {applied} pending label change(s) now.")
@@ -174,9 +243,16 @@ class UsagePingAdmin(ReadOnlyAdmin):
     date_hierarchy = "recorded_at"
     show_full_result_count = False
 
+    exclude = ("edition",)
+    readonly_fields = ("edition_name",)
+
     def get_queryset(self, request):
         # The compressed payload is tens of kB a row: never load it for a list.
         return super().get_queryset(request).defer("raw_payload")
+
+    @admin.display(description="Edition")
+    def edition_name(self, obj):
+        return _edition(obj)
 
     @admin.display(boolean=True)
     def mapped(self, obj):
@@ -194,35 +270,64 @@ class MonthlyUsageAdmin(ReadOnlyAdmin):
 
 @admin.register(LabelChange)
 class LabelChangeAdmin(ReadOnlyAdmin):
-    list_display = (
-        "instance",
-        "field",
-        "old_value",
-        "new_value",
-        "author",
-        "requested_at",
-        "effective_at",
-        "status",
-        "applied_at",
-    )
+    list_display = ("instance", "change", "author", "requested", "outcome")
     list_filter = ("status", "field")
     search_fields = ("instance__hostname", "instance__uuid", "author")
-    list_select_related = ("instance",)
+    list_select_related = ("instance", "applied_by")
     raw_id_fields = ("instance", "requested_by", "applied_by", "superseded_by")
     date_hierarchy = "requested_at"
     show_full_result_count = False
     actions = ["apply_now"]
 
+    @admin.display(description="Requested", ordering="requested_at")
+    def requested(self, obj):
+        return _short_time(obj.requested_at)
+
+    @admin.display(description="Status", ordering="status")
+    def outcome(self, obj):
+        """ "Pending until …", "Applied … (applied now by ops)", "Superseded …"."""
+        if obj.is_pending:
+            return f"Pending until {_short_time(obj.effective_at)}"
+        if obj.status == LabelChangeStatus.APPLIED:
+            how = obj.get_applied_via_display()
+            by = f" by {obj.applied_by.username}" if obj.applied_by_id else ""
+            return f"Applied {_short_time(obj.applied_at)}" + (f" ({how}{by})" if how else "")
+        when = f" {_short_time(obj.closed_at)}" if obj.closed_at else ""
+        return f"{obj.get_status_display()}{when}"
+
+    @admin.display(description="Change", ordering="field")
+    def change(self, obj):
+        return format_html(
+            "{}:<br>{} → {}",
+            obj.get_field_display(),
+            obj.value_display(obj.old_value),
+            obj.value_display(obj.new_value),
+        )
+
     @admin.action(description="Apply selected pending changes now", permissions=["apply_now"])
     def apply_now(self, request, queryset):
         applied = sum(
-            label_change_apply(change_id=c.id, via="apply_now", by=request.user, force=True)
+            label_change_apply(
+                change_id=c.id, via=AppliedVia.APPLY_NOW, by=request.user, force=True
+            )
             for c in queryset.filter(status="pending")
         )
         self.message_user(request, f"Applied {applied} pending label change(s) now.")
 
     def has_apply_now_permission(self, request):
         return can_apply_now(request.user)
+
+
+@admin.register(LicenseMappingChange)
+class LicenseMappingChangeAdmin(ReadOnlyAdmin):
+    """The audit of license mappings: every change, by whom and how. Nobody edits it."""
+
+    list_display = ("changed_at", "license", "from_name", "to_name", "via", "changed_by")
+    list_filter = ("via",)
+    search_fields = ("license__md5", "license__sha256", "from_name", "to_name")
+    list_select_related = ("license", "license__subscription", "changed_by")
+    date_hierarchy = "changed_at"
+    show_full_result_count = False
 
 
 @admin.register(IngestToken)

@@ -36,6 +36,32 @@ class MappingSource(models.TextChoices):
     IMPORT = "import", "By import"
 
 
+#: GitLab's ``edition`` codes: (name, what it means). The license tier is in the code.
+EDITIONS: dict[str, tuple[str, str]] = {
+    "EEU": ("Ultimate", "GitLab Enterprise Edition with an Ultimate license"),
+    "EEP": ("Premium", "GitLab Enterprise Edition with a Premium license"),
+    "EES": ("Starter", "GitLab Enterprise Edition with a Starter license (a retired tier)"),
+    "EE": (
+        "Enterprise Edition",
+        "GitLab Enterprise Edition with a license that names no Starter, Premium or Ultimate plan",
+    ),
+    "EE Free": ("Free", "GitLab Enterprise Edition running without a license"),
+    "CE": ("Community Edition", "GitLab Community Edition, the open-source build"),
+}
+
+
+def edition_label(code: str) -> str:
+    """ "Ultimate (EEU)" for a known code; a code GitLab adds later is shown as sent."""
+    known = EDITIONS.get(code)
+    return f"{known[0]} ({code})" if known else code
+
+
+def edition_title(code: str) -> str:
+    """What an edition code means, for a tooltip ("" when unknown)."""
+    known = EDITIONS.get(code)
+    return f"{known[1]} (edition code {code})" if known else ""
+
+
 class PingSource(models.TextChoices):
     HTTP = "http", "POST /usage_data"
     UPLOAD = "upload", "Manual upload"
@@ -106,6 +132,59 @@ class License(models.Model):
     def __str__(self) -> str:
         key = self.md5 or self.sha256 or ""
         return f"{key[:12]}… → {self.subscription.name if self.subscription_id else 'unmapped'}"
+
+
+class LicenseMappingChange(models.Model):
+    """The audit of a license's mapping: one row each time its subscription changes.
+
+    Written by ``instances.services.licenses`` alone, the one place mappings change. The names
+    are copied so the row still reads after a subscription is deleted.
+    """
+
+    license = models.ForeignKey(License, on_delete=models.CASCADE, related_name="mapping_changes")
+    from_subscription = models.ForeignKey(
+        Subscription, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    to_subscription = models.ForeignKey(
+        Subscription, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    from_name = models.CharField("from subscription", max_length=64, blank=True)
+    to_name = models.CharField("to subscription", max_length=64, blank=True)
+    via = models.CharField(max_length=8, choices=MappingSource.choices)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-changed_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=_in("via", MappingSource), name="license_mapping_change_via_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["license", "-changed_at"]),
+            models.Index(fields=["-changed_at"], name="license_mapping_change_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.license_id}: {self.from_name or '—'} → {self.to_name or '—'}"
+
+    @property
+    def from_label(self) -> str:
+        """ "A-S00012345 (Cyberdyne)", or "Not mapped" (select the subscription's company)."""
+        return _mapping_side(self.from_subscription, self.from_name)
+
+    @property
+    def to_label(self) -> str:
+        return _mapping_side(self.to_subscription, self.to_name)
+
+
+def _mapping_side(subscription: Subscription | None, name: str) -> str:
+    if subscription is not None:
+        return f"{subscription.name} ({subscription.company.name})"
+    return f"{name} (since deleted)" if name else "Not mapped"
 
 
 class Instance(models.Model):
@@ -192,6 +271,14 @@ class Instance(models.Model):
     @property
     def identity(self) -> str:
         return f"namespace {self.namespace_id}" if self.is_saas else (self.uuid or "")
+
+    @property
+    def edition_name(self) -> str:
+        return edition_label(self.edition)
+
+    @property
+    def edition_tooltip(self) -> str:
+        return edition_title(self.edition)
 
 
 class UsagePing(MetricColumns):
@@ -281,6 +368,15 @@ class LabelChangeStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class AppliedVia(models.TextChoices):
+    """How a label change was applied (``instances.labels.label_change_apply``'s ``via``)."""
+
+    APPLY_NOW = "apply_now", "applied now"
+    SCHEDULE = "schedule", "applied on schedule"
+    SWEEP = "sweep", "applied by the catch-up sweep"
+    SEED = "seed", "applied by the demo loader"
+
+
 class LabelChange(models.Model):
     """The audit trail of every label edit, and the queue that delays it (product.md §4)."""
 
@@ -300,7 +396,7 @@ class LabelChange(models.Model):
         max_length=12, choices=LabelChangeStatus.choices, default=LabelChangeStatus.PENDING
     )
     applied_at = models.DateTimeField(null=True, blank=True)
-    applied_via = models.CharField(max_length=16, blank=True)
+    applied_via = models.CharField(max_length=16, choices=AppliedVia.choices, blank=True)
     applied_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -94,9 +94,13 @@ class HealthAlertEventInline(admin.TabularInline):
 class HealthAlertAdmin(ReadOnlyAdmin):
     """Every drop on every account, with its audit trail; closed from the worklist (a note)."""
 
-    list_display = ("company", "measure", "status", "from_color", "to_color", "raised_at")
+    list_display = ("company", "measure_name", "status", "from_color", "to_color", "raised_at")
     list_filter = ("status", "measure", "to_color")
     search_fields = ("company__name", "company__crm_account_id")
     list_select_related = ("company",)
     raw_id_fields = ("company", "snapshot")
     inlines = [HealthAlertEventInline]
+
+    @admin.display(description="Measure", ordering="measure")
+    def measure_name(self, obj):
+        return obj.measure_label

@@ -233,6 +233,13 @@ class UploadResult:
     ok: bool
     message: str
     ping_id: int | None = None
+    #: What happened: "stored", "duplicate", "unmapped" (stored, license not mapped yet) or
+    #: "rejected" (kept as a rejected payload).
+    status: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            self.status = "stored" if self.ok else "rejected"
 
 
 def ping_uploads_store(*, uploads: Iterable[File], by=None) -> list[UploadResult]:
@@ -291,13 +298,16 @@ def _upload_store(upload: File, by=None) -> tuple[UploadResult, set[int]]:
         return _upload_rejected(name, "a value does not fit the database", data), set()
     outcome = summary.outcomes[0]
     if outcome.status == "duplicate":
-        result = UploadResult(name, True, "already stored (duplicate)", outcome.ping_id)
+        result = UploadResult(
+            name, True, "already stored (duplicate)", outcome.ping_id, status="duplicate"
+        )
         return result, set()
     when = parsed.recorded_at.strftime("%Y-%m-%d %H:%M UTC")
     detail = f"stored: {parsed.hostname or parsed.uuid}, version {parsed.version or '?'}, {when}"
     if outcome.unmapped:
         detail += " — license maps to no subscription yet (kept, shown under Data quality)"
-    return UploadResult(name, True, detail, outcome.ping_id), summary.company_ids
+    status = "unmapped" if outcome.unmapped else "stored"
+    return UploadResult(name, True, detail, outcome.ping_id, status), summary.company_ids
 
 
 def _check_uploader(by, company_ids: set[int]) -> None:

@@ -4,7 +4,8 @@
 turn out to be the same key. ``license_map``/``licenses_map`` (a person, an import) and
 ``subscription(s)_attach_waiting`` (a new subscription a ping already named) map licenses and
 attach the unmapped pings and instances concerned; each announces the companies it changed
-through ``accounts.changes.companies_changed``.
+through ``accounts.changes.companies_changed``. Every change of a mapping, whichever of these
+makes it, is written to the audit (``LicenseMappingChange``) by ``mapping_changes_record``.
 """
 
 from __future__ import annotations
@@ -19,11 +20,48 @@ from django.utils import timezone
 
 from accounts.changes import companies_changed
 from accounts.models import Subscription
-from instances.models import Instance, License, MappingSource, MonthlyUsage, UsagePing
+from instances.models import (
+    Instance,
+    License,
+    LicenseMappingChange,
+    MappingSource,
+    MonthlyUsage,
+    UsagePing,
+)
 from instances.services.bulk_sql import rows_update
 from instances.services.inputs import PingInput
 
 logger = logging.getLogger(__name__)
+
+
+#: (license, its subscription before, its subscription after) — one change of a mapping.
+MappingStep = tuple[License, Subscription | None, Subscription]
+
+
+def mapping_changes_record(
+    *, steps: Sequence[MappingStep], via: str, by=None, at: datetime
+) -> list[LicenseMappingChange]:
+    """Write the audit row of each mapping change; a step that keeps its subscription is none.
+
+    The one writer of ``LicenseMappingChange``: every path that sets ``License.subscription``
+    calls it in the same transaction (licenses must be saved). One query.
+    """
+    user = by if by is not None and by.is_authenticated else None
+    rows = [
+        LicenseMappingChange(
+            license=lic,
+            from_subscription=old,
+            to_subscription=new,
+            from_name=old.name if old is not None else "",
+            to_name=new.name,
+            via=via,
+            changed_by=user,
+            changed_at=at,
+        )
+        for lic, old, new in steps
+        if old is None or old.pk != new.pk
+    ]
+    return LicenseMappingChange.objects.bulk_create(rows) if rows else []
 
 
 def _license_key(item: PingInput) -> tuple[str, str] | None:
@@ -66,6 +104,7 @@ class LicenseBook:
         self.forward: dict[int, License] = {}  # id() of an absorbed object -> its survivor
         self.newly_mapped: list[License] = []  # saved rows mapped now: their older pings wait
         self.replaced: dict[int, int] = {}  # pk of a merged-away row -> pk of its survivor
+        self.mapped: list[MappingStep] = []  # mappings made from pings, for the audit
 
     def load(self, inputs: Sequence[PingInput]) -> None:
         pairs: dict[tuple[str, str], PingInput] = {}
@@ -88,12 +127,10 @@ class LicenseBook:
         key = _license_key(item)
         if key is None:
             return None
-        lic = self.by_pair[key]
-        while id(lic) in self.forward:
-            lic = self.forward[id(lic)]
-        return lic
+        return self._survivor(self.by_pair[key])
 
     def map(self, lic: License, subscription: Subscription, *, via: str) -> None:
+        self.mapped.append((lic, lic.subscription if lic.subscription_id else None, subscription))
         lic.subscription, lic.mapped_via, lic.mapped_at = subscription, via, self.now
         if lic.pk is not None:
             self.dirty[lic.pk] = lic
@@ -105,17 +142,27 @@ class LicenseBook:
             self.replaced[absorbed.pk] = survivor.pk
             UsagePing.objects.filter(license=absorbed).update(license=survivor)
             Instance.objects.filter(license=absorbed).update(license=survivor)
+            # The merged row's history is the survivor's: it outlives the absorbed row.
+            LicenseMappingChange.objects.filter(license=absorbed).update(license=survivor)
             # Delete first: the survivor is about to take over the absorbed row's hash.
             absorbed.delete()
         if self.dirty:
             rows_update(License, list(self.dirty.values()), _LICENSE_FIELDS)
         if self.new:
             License.objects.bulk_create(self.new)
+        # A license mapped and then merged away in this batch is audited on its survivor.
+        steps = [(self._survivor(lic), old, new) for lic, old, new in self.mapped]
+        mapping_changes_record(steps=steps, via=MappingSource.PING, at=self.now)
 
     def attach_waiting(self) -> set[int]:
         """Attach earlier unmapped pings and instances of licenses mapped in this batch."""
         ids = {lic.pk for lic in self.newly_mapped if lic.subscription_id is not None}
         return _attach_by_license(ids)[1] if ids else set()
+
+    def _survivor(self, lic: License) -> License:
+        while id(lic) in self.forward:
+            lic = self.forward[id(lic)]
+        return lic
 
     def _register(self, lic: License) -> None:
         if lic.md5:
@@ -230,16 +277,19 @@ def licenses_map(*, pairs: Sequence[tuple[License, Subscription]], by=None, via:
     company_ids: set[int] = set()
     moved = 0
     with transaction.atomic():
-        corrections = []
+        corrections, steps = [], []
         for lic, sub in pairs:
-            if lic.subscription_id is not None and lic.subscription_id != sub.pk:
-                corrections.append((lic, lic.subscription, sub))
+            before = lic.subscription if lic.subscription_id is not None else None
+            steps.append((lic, before, sub))
+            if before is not None and before.pk != sub.pk:
+                corrections.append((lic, before, sub))
             lic.subscription, lic.mapped_via, lic.mapped_by, lic.mapped_at = sub, via, user, now
         rows_update(
             License,
             [lic for lic, _ in pairs],
             ["subscription", "mapped_via", "mapped_by", "mapped_at"],
         )
+        mapping_changes_record(steps=steps, via=via, by=user, at=now)
         for lic, old, sub in corrections:
             # Pings that took the old mapping follow the license; a ping that named its own
             # subscription (license_subscription_id) keeps it.
@@ -298,6 +348,11 @@ def subscriptions_attach_waiting(*, subscriptions: Sequence[Subscription]) -> in
             lic.subscription = by_name[name_of_license[lic.pk]]
             lic.mapped_via, lic.mapped_at = MappingSource.PING, now
         rows_update(License, newly, ["subscription", "mapped_via", "mapped_at"])
+        mapping_changes_record(
+            steps=[(lic, None, lic.subscription) for lic in newly],
+            via=MappingSource.PING,
+            at=now,
+        )
         attached = named.update(
             subscription_id=Subquery(
                 Subscription.objects.filter(name=OuterRef("license_subscription_id")).values("id")[

@@ -65,3 +65,20 @@ def test_a_ping_for_an_instance_no_account_holds_is_stored_for_anyone(other_csm)
 
     assert result.ok
     assert Instance.objects.get().company_id is None
+
+
+def test_the_upload_page_shows_the_refusal_to_another_csm(csm1_instance, other_csm):
+    from django.test import Client
+
+    from tests.conftest import PASSWORD
+
+    client = Client()
+    client.login(username=other_csm.username, password=PASSWORD)
+    sub = csm1_instance.subscription
+
+    response = client.post("/usage_data/new", {"files": [later_ping(subscription_id=sub.name)]})
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Rejected" in html and "Cyberdyne, an account you cannot change" in html
+    assert UsagePing.objects.count() == 1

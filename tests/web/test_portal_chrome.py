@@ -274,3 +274,23 @@ def test_the_remembered_columns_cost_one_query_whatever_the_page_size(client, op
     small = queries()
     build_book(40, csms=(ops,), prefix="b")
     assert queries() == small
+
+
+@pytest.mark.parametrize(
+    ("url", "all_label"),
+    [("/reports/versions/", "All CSMs"), ("/burndown/", "All CSMs")],
+)
+def test_the_reports_scope_tabs_keep_the_other_filters_too(client, csm, url, all_label):
+    html = client_for(client, csm).get(f"{url}?q=acme&segment=Growth").content.decode()
+    mine = _tab(html, "My accounts")
+    every = _tab(html, all_label)
+    for query in (mine, every):
+        assert query["q"] == ["acme"] and query["segment"] == ["Growth"]
+    assert mine["csm"] == [str(csm.pk)] and every["csm"] == [""]
+
+
+def test_a_report_with_invalid_filters_says_they_were_not_applied(client, ops):
+    build_book(3, csms=(ops,))
+    html = client_for(client, ops).get("/reports/versions/?older_than=abc").content.decode()
+    count = re.search(r'class="[^"]*scope-count[^"]*"[^>]*>([^<]*)<', html).group(1).strip()
+    assert count == "Filters not applied"

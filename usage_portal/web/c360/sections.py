@@ -486,6 +486,7 @@ def _row_signature(row: InstanceRow, stale_days: int, back: str) -> tuple:
         i.identity,
         i.instance_type,
         i.version,
+        i.edition,
         (sub.name, sub.get_plan_display()) if sub else None,
         row.first_ping_text,
         row.last_ping_text,

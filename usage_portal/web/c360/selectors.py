@@ -23,7 +23,14 @@ from django.utils import timezone
 
 from accounts.models import Company, SubscriptionStatus
 from instances.metrics import METRIC_NAMES
-from instances.models import Instance, InstanceType, LabelChange, MonthlyUsage, UsagePing
+from instances.models import (
+    Instance,
+    InstanceType,
+    LabelChange,
+    LicenseMappingChange,
+    MonthlyUsage,
+    UsagePing,
+)
 from scoring.methodology import sum_or_none
 from scoring.models import AlertStatus, HealthAlert, MonthlyScore, SchemeChange, ScoreSnapshot
 from scoring.schemes import Scheme, get_scheme
@@ -119,6 +126,22 @@ def label_changes_recent(
         changes = changes.filter(instance=instance)
     changes = changes.select_related("applied_by").order_by("-requested_at")[:limit]
     return _with_instances(changes, instances)
+
+
+def license_mapping_history(instance: Instance, *, limit: int = 40) -> list[LicenseMappingChange]:
+    """How the licenses this instance reports (now or in any stored ping) were mapped, newest
+    first: the subscriptions, and so the accounts, its usage went to. One query."""
+    licenses = UsagePing.objects.filter(instance=instance, license__isnull=False).values(
+        "license_id"
+    )
+    changes = LicenseMappingChange.objects.filter(license_id__in=licenses)
+    if instance.license_id is not None:
+        changes = changes | LicenseMappingChange.objects.filter(license_id=instance.license_id)
+    return list(
+        changes.select_related(
+            "from_subscription__company", "to_subscription__company", "changed_by"
+        ).order_by("-changed_at", "-pk")[:limit]
+    )
 
 
 def _with_instances(changes, instances: Mapping[int, Instance] | None) -> list:

@@ -34,13 +34,6 @@ COLOR_RANK = {"Red": 0, "Yellow": 1, "Green": 2}
 TYPE_LABELS = dict(InstanceType.choices)
 KIND_LABELS = dict(InstanceKind.choices)
 INCLUSION_LABELS = dict(HealthInclusion.choices)
-#: ``LabelChange.applied_via`` in words: who or what applied a change (``instances.labels``).
-APPLIED_VIA_LABELS = {
-    "apply_now": "applied now",
-    "schedule": "applied on schedule",
-    "sweep": "applied by the catch-up sweep",
-    "seed": "applied by the demo loader",
-}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -365,12 +358,6 @@ class ChangeView:
             change.value_display(change.new_value) or "—",
             {moment: _moment(getattr(change, f"{moment}_at")) for moment in _MOMENTS},
         )
-
-    @property
-    def via_label(self) -> str:
-        """How an applied change was applied, in words ("applied now"), from ``applied_via``."""
-        via = self.change.applied_via
-        return APPLIED_VIA_LABELS.get(via, via.replace("_", " "))
 
     @property
     def requested_on(self) -> str:

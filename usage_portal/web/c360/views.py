@@ -346,6 +346,7 @@ def instance_edit(request: HttpRequest, pk: int, instance_id: int) -> HttpRespon
             for c in selectors.label_changes_recent(company, instance=instance, instances=own)
         ],
         "next": _next_url(request) or "",
+        "mapping_history": selectors.license_mapping_history(instance),
     }
     return _page(
         request, "accounts/instance_edit.html", company, "instances", context, status=status

@@ -17,6 +17,7 @@ from __future__ import annotations
 import django_tables2 as tables
 
 from accounts.models import Company
+from scoring.scorecard import figure, percent_figure
 from usage_portal.web.kit.tables import (
     AccountColumn,
     ColorColumn,
@@ -91,10 +92,10 @@ class DashboardTable(OwnRowsTable):
 
     # Exports: hidden columns, plain figures.
     def value_lu_percent(self, value):
-        return None if value is None else round(value * 100, 1)
+        return percent_figure("license_utilization_percent", value)
 
     def value_product_usage_value(self, value):
-        return None if value is None else round(value, 1)
+        return figure("product_usage_score", value)
 
 
 #: The columns a person may show or hide: every column the page shows but the account's name.

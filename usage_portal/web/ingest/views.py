@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib import messages
@@ -17,12 +18,13 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import DataError
 from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from instances.companions import parse_ping_error, parse_ping_metadata
 from instances.models import PingReport, PingSource
 from instances.parsing import PingRejected, parse_ping
-from instances.services.files import ping_uploads_store
+from instances.services.files import UploadResult, ping_uploads_store
 from instances.services.inputs import PingInput
 from instances.services.rejections import ping_report_store, rejected_payload_keep
 from instances.services.store import pings_store
@@ -137,12 +139,13 @@ def usage_data(request: HttpRequest) -> HttpResponse:
     ping's id for one already stored (GitLab's client accepts both). Metric leaves that are not
     numbers (text, booleans, negatives, numbers beyond 64 bits) are stored as unknown (NULL) and
     named in ``not_numeric``; the ping is still accepted. 422 when the body is JSON but not a
-    Service Ping (not an object, no string uuid, no valid recorded_at, ...); that body is kept
-    for ops as a rejected payload.
+    Service Ping (not an object, no string uuid, no valid recorded_at, a recorded_at in the
+    future or before 2016, ...); that body is kept for ops as a rejected payload.
     """
     payload, raw = _read_json(request)
     try:
-        parsed = parse_ping(payload)
+        # Our clock judges the sender's: a ping recorded in the future is refused.
+        parsed = parse_ping(payload, now=timezone.now())
     except PingRejected as exc:
         rejected_payload_keep(source=PingSource.HTTP, reason=exc.reason, raw=raw)
         return _error(422, f"not a usage ping: {exc.reason}")
@@ -186,6 +189,27 @@ usage_ping_errors = _report_endpoint(PingReport.Kind.ERROR, parse_ping_error)
 usage_ping_metadata = _report_endpoint(PingReport.Kind.METADATA, parse_ping_metadata)
 
 
+@dataclass(frozen=True, slots=True)
+class UploadOutcome:
+    """What became of one uploaded file, as the Result column says it."""
+
+    label: str
+    color: str  # the pill's colour class
+
+
+STORED = UploadOutcome("Stored", "Green")
+DUPLICATE = UploadOutcome("Duplicate — already stored", "NA")
+UNMAPPED = UploadOutcome("Kept, unmapped", "Yellow")
+REJECTED = UploadOutcome("Rejected", "Red")
+
+
+def upload_outcome(result: UploadResult) -> UploadOutcome:
+    """Stored, duplicate, kept unmapped or rejected, from ``ping_uploads_store``'s result."""
+    return {"duplicate": DUPLICATE, "unmapped": UNMAPPED, "rejected": REJECTED}.get(
+        result.status, STORED
+    )
+
+
 @permission_required("instances.upload_pings", raise_exception=True)
 def ping_upload(request: HttpRequest) -> HttpResponse:
     """``/usage_data/new``: upload downloaded payload files from air-gapped instances."""
@@ -193,7 +217,7 @@ def ping_upload(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = PingUploadForm(request.POST, request.FILES)
         if form.is_valid():
-            results = ping_uploads_store(uploads=form.cleaned_data["files"])
+            results = ping_uploads_store(uploads=form.cleaned_data["files"], by=request.user)
             stored = sum(1 for r in results if r.ok)
             level = messages.SUCCESS if stored == len(results) else messages.WARNING
             messages.add_message(
@@ -201,6 +225,9 @@ def ping_upload(request: HttpRequest) -> HttpResponse:
             )
     else:
         form = PingUploadForm()
+    rows = [(r, upload_outcome(r)) for r in results] if results else None
     return render(
-        request, "instances/upload.html", {"form": form, "results": results, "nav": "upload"}
+        request,
+        "instances/upload.html",
+        {"form": form, "results": results, "rows": rows, "nav": "upload"},
     )

@@ -1,4 +1,4 @@
-"""The data-quality report's form: map an unmapped license to a subscription."""
+"""The data-quality report's form: map a license to a subscription, or correct its mapping."""
 
 from __future__ import annotations
 
@@ -38,9 +38,10 @@ class LicenseMapForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        if self.license.subscription_id:
+        subscription = cleaned.get("subscription")
+        if subscription is not None and subscription.pk == self.license.subscription_id:
             raise forms.ValidationError(
-                f"This license is already mapped to {self.license.subscription.name}; "
-                "its pings are attached. Change the mapping in the admin site if it is wrong."
+                f"This license is already mapped to {subscription.name}; its pings are "
+                "attached. To correct the mapping, enter the right subscription."
             )
         return cleaned

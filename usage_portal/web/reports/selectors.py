@@ -31,7 +31,16 @@ from django.db.models.functions import Cast, Coalesce, NullIf
 from django.utils import timezone
 
 from accounts.models import Company, Deployment, Subscription, csm_owned_q
-from instances.models import Instance, InstanceKind, InstanceType, RejectedPayload, UsagePing
+from instances.models import (
+    Instance,
+    InstanceKind,
+    InstanceType,
+    LabelChange,
+    LabelField,
+    LicenseMappingChange,
+    RejectedPayload,
+    UsagePing,
+)
 from instances.versions import Release, release_of
 from scoring.services import stale_ping_days
 from usage_portal.web.dashboard.selectors import (
@@ -108,12 +117,24 @@ def csm_owned_unknown_instances() -> QuerySet[Instance]:
     return Instance.objects.unknown().filter(csm_owned_q("company__"))
 
 
+def _pending_type(field: str) -> Subquery:
+    """``field`` of the instance's pending instance-type change (at most one is pending)."""
+    return Subquery(
+        LabelChange.objects.pending()
+        .filter(instance=OuterRef("pk"), field=LabelField.INSTANCE_TYPE)
+        .order_by()
+        .values(field)[:1]
+    )
+
+
 def burndown_instances(now: datetime | None = None) -> QuerySet[Instance]:
     """The CSM Burn-Down rows with the evidence needed to label each instance.
 
     ``first_seen`` is the first ping (or when the instance was created), ``billable`` and
     ``umau`` come from its newest ping, and ``usage_share`` is its billable users over those of
     every instance of the account that reported in the last ``STALE_INSTANCE_DAYS`` days.
+    ``pending_type`` and ``pending_at`` are a pending type change and when it applies: the
+    instance stays Unknown (and listed) until then.
     """
     cutoff = _stale_cutoff(now)
     return (
@@ -124,6 +145,8 @@ def burndown_instances(now: datetime | None = None) -> QuerySet[Instance]:
             billable=_latest_ping("billable_users"),
             umau=_latest_ping("umau"),
             account_billable=_account_billable_users(cutoff),
+            pending_type=_pending_type("new_value"),
+            pending_at=_pending_type("effective_at"),
         )
         .annotate(
             usage_share=Cast(F("billable"), FloatField())
@@ -282,3 +305,14 @@ def stale_instances() -> QuerySet[Instance]:
 def rejected_payloads() -> QuerySet[RejectedPayload]:
     """Payloads ingest refused, without their (large) raw body."""
     return RejectedPayload.objects.defer("raw")
+
+
+def license_mapping_changes(license_id: int | None = None) -> QuerySet[LicenseMappingChange]:
+    """The audit of license mappings, newest first (one license's alone, given its id)."""
+    rows = LicenseMappingChange.objects.select_related(
+        "license",
+        "from_subscription__company",
+        "to_subscription__company",
+        "changed_by",
+    )
+    return rows if license_id is None else rows.filter(license_id=license_id)

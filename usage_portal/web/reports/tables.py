@@ -5,6 +5,7 @@ Built from the kit's column types (``usage_portal.web.kit.tables``), rendered by
 
 from __future__ import annotations
 
+from datetime import UTC
 from urllib.parse import urlencode
 
 import django_tables2 as tables
@@ -15,8 +16,16 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from accounts.permissions import can_label
-from instances.models import Instance, RejectedPayload
+from instances.models import (
+    Instance,
+    InstanceType,
+    LicenseMappingChange,
+    RejectedPayload,
+    edition_label,
+    edition_title,
+)
 from instances.versions import release_label, release_of, releases_behind
+from scoring.scorecard import percent_figure
 from usage_portal.web.kit.tables import (
     NUM,
     AccountColumn,
@@ -30,6 +39,7 @@ from usage_portal.web.kit.tables import (
 )
 
 NOWRAP = {"td": {"class": "nowrap"}}
+TYPE_LABELS = dict(InstanceType.choices)
 
 
 def not_production_url(company_id: int, instance_id: int) -> str:
@@ -46,6 +56,11 @@ def days_since(moment) -> int | None:
     if moment is None:
         return None
     return (timezone.now() - moment).days
+
+
+def _when(moment) -> str:
+    """When a pending change applies, short: "3 Dec 14:00 UTC" (changes apply within days)."""
+    return f"{timezone.localtime(moment, UTC):%-d %b %H:%M} UTC" if moment else ""
 
 
 def instance_name(record: Instance) -> str:
@@ -91,6 +106,11 @@ class BurndownTable(tables.Table):
     account = instance_account()
     instance = InstanceColumn()
     uuid = tables.Column(verbose_name="UUID", visible=False)
+    # Every row is Unknown: the type is shown (under the instance) only when a change is
+    # pending, and exported for every row.
+    instance_type = tables.Column(
+        verbose_name="Type", empty_values=(), orderable=False, visible=False
+    )
     csm = CsmColumn(accessor="company__csm")
     segment = tables.Column(accessor="company__segment", verbose_name="Segment", visible=False)
     age = NumberColumn(verbose_name="Age (days)", accessor="first_seen")
@@ -112,6 +132,28 @@ class BurndownTable(tables.Table):
         attrs = {"class": "table table-report table-burndown"}
         empty_text = "No Unknown instances here: every instance is labeled."
 
+    def render_instance(self, record):
+        if not record.pending_type:
+            return instance_name(record)
+        return format_html(
+            '{}<div class="pending-type small">{} <span class="pill pill-pending" title="Pending '
+            'label change">→ {}</span> <span class="nowrap">on {}</span></div>',
+            instance_name(record),
+            record.get_instance_type_display(),
+            TYPE_LABELS.get(record.pending_type, record.pending_type),
+            _when(record.pending_at),
+        )
+
+    def value_instance(self, record):
+        return str(record)
+
+    def value_instance_type(self, record):
+        now = record.get_instance_type_display()
+        if not record.pending_type:
+            return now
+        new = TYPE_LABELS.get(record.pending_type, record.pending_type)
+        return f"{now} → {new} on {_when(record.pending_at)}"
+
     def render_age(self, value):
         return days_since(value)
 
@@ -126,7 +168,7 @@ class BurndownTable(tables.Table):
         return percent(value)
 
     def value_usage_share(self, value):
-        return None if value is None else round(value * 100, 1)
+        return percent_figure("usage_share_percent", value)
 
     def order_usage_share(self, queryset, is_descending):
         return queryset.order_by(nulls_last("usage_share", is_descending), "pk"), True
@@ -206,6 +248,12 @@ class VersionsTable(tables.Table):
             return pill("Green", "newest", title="On the newest release seen")
         color = "Green" if behind <= SECURITY_MAINTAINED else "Yellow" if behind < 12 else "Red"
         return pill(color, behind, title=f"{behind} minor releases behind the newest seen")
+
+    def render_edition(self, value):
+        return format_html('<span title="{}">{}</span>', edition_title(value), edition_label(value))
+
+    def value_edition(self, value):
+        return edition_label(value)
 
     def render_instance_type(self, record):
         return record.get_instance_type_display()
@@ -424,3 +472,46 @@ class RejectedTable(tables.Table):
 
     def render_source(self, record):
         return record.get_source_display()
+
+
+class MappingChangeTable(tables.Table):
+    """The license-mapping audit (``LicenseMappingChange``), newest first."""
+
+    label = "License mapping changes"
+
+    changed_at = tables.DateTimeColumn(verbose_name="When", format="Y-m-d H:i T")
+    license = tables.Column(verbose_name="License", empty_values=(), orderable=False)
+    change = tables.Column(verbose_name="Change", empty_values=(), orderable=False)
+    via = tables.Column(verbose_name="How")
+    changed_by = tables.Column(verbose_name="By", empty_values=())
+
+    class Meta:
+        model = LicenseMappingChange
+        fields = ()
+        prefix = "map-"
+        order_by = ("-changed_at",)
+        attrs = {"class": "table table-report"}
+        empty_text = "No license mapping has changed yet."
+
+    def render_license(self, record):
+        key = record.license.md5 or record.license.sha256
+        return format_html('<code title="{}">{}</code>', key or "", short_key(key))
+
+    def value_license(self, record):
+        return record.license.md5 or record.license.sha256 or ""
+
+    def render_change(self, record):
+        return f"{record.from_label} → {record.to_label}"
+
+    def render_via(self, record):
+        return record.get_via_display()
+
+    def render_changed_by(self, record):
+        return record.changed_by.username if record.changed_by_id else "—"
+
+    def value_changed_by(self, record):
+        return record.changed_by.username if record.changed_by_id else ""
+
+    def order_changed_at(self, queryset, is_descending):
+        key = ("-changed_at", "-pk") if is_descending else ("changed_at", "pk")
+        return queryset.order_by(*key), True

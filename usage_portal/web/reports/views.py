@@ -29,6 +29,7 @@ from usage_portal.web.reports.selectors import (
     accounts_without_usage,
     burndown_counts_by_csm,
     burndown_instances,
+    license_mapping_changes,
     newest_release,
     rejected_payloads,
     self_managed_versions,
@@ -40,6 +41,7 @@ from usage_portal.web.reports.selectors import (
 )
 from usage_portal.web.reports.tables import (
     BurndownTable,
+    MappingChangeTable,
     NamespaceTable,
     NoUsageTable,
     RejectedTable,
@@ -163,6 +165,9 @@ def data_quality(request: HttpRequest) -> HttpResponse:
         ),
     )
     stale = _configure(request, StaleTable(stale_instances(), request=request))
+    mapping_changes = _configure(
+        request, MappingChangeTable(license_mapping_changes(), request=request)
+    )
     rejected = None
     if ops:
         rejected = _configure(request, RejectedTable(rejected_payloads(), request=request))
@@ -175,6 +180,7 @@ def data_quality(request: HttpRequest) -> HttpResponse:
             "namespaces": namespaces,
             "accounts": accounts,
             "stale": stale,
+            "mapping_changes": mapping_changes,
             "rejected": rejected,
             "can_map": ops,
             "stale_days": stale_ping_days(),
@@ -184,23 +190,32 @@ def data_quality(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def license_map(request: HttpRequest, license_id: int) -> HttpResponse:
-    """Map an unmapped license to a subscription (ops only); its waiting pings attach at once."""
+    """Map a license to a subscription, or correct its mapping (ops only).
+
+    Its waiting pings attach at once; on a correction, the pings and instances that took the
+    old mapping move with it. Either is recorded in the license's mapping history.
+    """
     if not can_map_licenses(request.user):
         raise PermissionDenied("Only Customer Success Operations can map licenses.")
-    license = get_object_or_404(License.objects.select_related("subscription"), pk=license_id)
+    license = get_object_or_404(
+        License.objects.select_related("subscription__company"), pk=license_id
+    )
     form = LicenseMapForm(
         request.POST or None, license=license, initial={"subscription": license.subscription_name}
     )
     if request.method == "POST" and form.is_valid():
         subscription = form.cleaned_data["subscription"]
+        before = license.subscription.name if license.subscription_id else None
         attached = license_map_service(
             license=license, subscription=subscription, by=request.user, via=MappingSource.MANUAL
         )
+        instead = f" instead of {before}" if before else ""
         messages.success(
             request,
             f"License {(license.md5 or license.sha256 or '')[:12]}… is now mapped to "
-            f"{subscription.name} ({subscription.company.name}): {attached} ping"
-            f"{'' if attached == 1 else 's'} attached. Scores are being recomputed.",
+            f"{subscription.name} ({subscription.company.name}){instead}: {attached} ping"
+            f"{'' if attached == 1 else 's'} {'moved' if before else 'attached'}. "
+            "Scores are being recomputed.",
         )
         return redirect(f"{reverse('data_quality')}#unmapped-licenses")
     evidence = unmapped_license_instances([license.pk]).get(license.pk, [])
@@ -208,7 +223,13 @@ def license_map(request: HttpRequest, license_id: int) -> HttpResponse:
     return render(
         request,
         "instances/reports/license_map.html",
-        {"nav": "data_quality", "license": license, "form": form, "instances": evidence},
+        {
+            "nav": "data_quality",
+            "license": license,
+            "form": form,
+            "instances": evidence,
+            "history": list(license_mapping_changes(license.pk)[:50]),
+        },
         status=status,
     )
 
