@@ -57,6 +57,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("scoring.alerts", SERVICES),
     ("scoring.listeners", SERVICES),
     ("usage_portal.celery", SERVICES),
+    ("usage_portal.broker", SERVICES),
     ("usage_portal.sampledata", SERVICES),
     ("usage_portal.sampledata.*", SERVICES),
     ("usage_portal.web", INTERFACES),

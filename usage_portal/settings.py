@@ -258,6 +258,8 @@ else:
         "socket_connect_timeout": env_float("BROKER_SOCKET_TIMEOUT", 1.0),
         "socket_timeout": env_float("BROKER_SOCKET_TIMEOUT", 1.0),
     }
+    # kombu's Redis transport with the fix for a worker dying when Redis drops (see the module).
+    CELERY_BROKER_TRANSPORT = "usage_portal.broker:Transport"
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 2,
     "interval_start": 0,
