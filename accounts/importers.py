@@ -56,6 +56,8 @@ MAX_ARR = Decimal("999999999999.99")  # 14 digits, 2 after the point
 
 _ISO_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ISO_MONTH_RE = re.compile(r"\d{4}-\d{2}(-\d{2})?")
+# str.isdigit() accepts "²" and 5,000-digit text, which int() refuses or chokes on.
+_ASCII_DIGITS_RE = re.compile(r"[0-9]{1,12}")
 
 
 class ImportError_(ValueError):
@@ -255,7 +257,7 @@ def _company(row: dict, line: int) -> CompanyRow:
 def _prioritization(text: str) -> int | None:
     if not text:
         return None
-    if not text.isdigit() or not 1 <= int(text) <= 9:
+    if not _ASCII_DIGITS_RE.fullmatch(text) or not 1 <= int(text) <= 9:
         raise ImportError_(f"prioritization {text!r} is not a number from 1 to 9")
     return int(text)
 
@@ -278,7 +280,7 @@ def _tickets(row: dict, line: int) -> TicketRow:
     except ValueError as exc:
         raise ImportError_(f"month {month_text!r} is not YYYY-MM") from exc
     count_text = _required(row, "tickets")
-    if not count_text.isdigit() or int(count_text) > MAX_TICKETS:
+    if not _ASCII_DIGITS_RE.fullmatch(count_text) or int(count_text) > MAX_TICKETS:
         raise ImportError_(f"tickets {count_text!r} is not a whole number of tickets")
     return TicketRow(
         line, _required(row, "crm_account_id", 64), month.replace(day=1), int(count_text)

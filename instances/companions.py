@@ -14,6 +14,9 @@ from datetime import datetime
 from instances.parsing import MAX_LENGTHS, PingRejected, bounded_text, describe, parse_timestamp
 from instances.versions import parse_version
 
+#: Longest plausible timing, in seconds (a day): anything beyond is a broken sender.
+MAX_SECONDS = 86_400
+
 
 @dataclass(frozen=True, slots=True)
 class PingError:
@@ -113,6 +116,9 @@ def _wrapped(payload: object, key: str) -> dict:
 
 
 def _seconds(value: object) -> float | None:
-    if type(value) in (int, float) and math.isfinite(value) and value >= 0:
+    # An int past float range (a 309-digit "elapsed") is not a duration: None, not OverflowError.
+    if type(value) is int and not 0 <= value <= MAX_SECONDS:
+        return None
+    if type(value) in (int, float) and math.isfinite(value) and 0 <= value <= MAX_SECONDS:
         return float(value)
     return None

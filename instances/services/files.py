@@ -212,7 +212,12 @@ def saas_export_ingest(*, data: bytes, filename: str, batch_size: int = 500) -> 
             batch.append(PingInput.from_saas(parsed, label=location))
         except PingRejected as exc:
             summary.rejected.append((location, exc.reason))
-            raw = orjson.dumps(row, default=str) if row is not None else None
+            # A CSV row with more cells than the header keeps the extras under the key None.
+            raw = (
+                orjson.dumps(row, default=str, option=orjson.OPT_NON_STR_KEYS)
+                if row is not None
+                else None
+            )
             rejections.append((filename[-255:], f"{location}: {exc.reason}", raw))
         if len(batch) >= batch_size:
             flush()

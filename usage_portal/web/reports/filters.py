@@ -36,7 +36,10 @@ class BurndownFilter(PortalFilterSet):
         label="Account or hostname", method="filter_text", help_text="Part of a name"
     )
     older_than = django_filters.NumberFilter(
-        label="Unknown for at least (days)", method="filter_older_than", min_value=0
+        label="Unknown for at least (days)",
+        method="filter_older_than",
+        min_value=0,
+        max_value=36_500,  # a century: beyond it timedelta overflows (a 500, found by hypothesis)
     )
 
     class Meta:
