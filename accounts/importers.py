@@ -149,7 +149,11 @@ def read_csv(data: bytes) -> tuple[str, list, list[str]]:
     except UnicodeDecodeError as exc:
         raise ImportError_(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames:
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise ImportError_(f"line 1: not valid CSV ({exc})") from None
+    if not fieldnames:
         raise ImportError_("empty file (no header row)")
     reader.fieldnames = [(f or "").strip().lower() for f in reader.fieldnames]
     kind = detect_kind(reader.fieldnames)
@@ -162,23 +166,28 @@ def read_csv(data: bytes) -> tuple[str, list, list[str]]:
     }.get(kind, _mapping)
     rows, errors = [], []
     first_line: dict[str, int] = {}
-    try:
-        for row in reader:
-            try:
-                parsed = parse(row, reader.line_num)
-            except ImportError_ as exc:
-                errors.append(f"line {reader.line_num}: {exc}")
-                continue
-            key = _key(parsed)
-            if key in first_line:
-                errors.append(
-                    f"line {parsed.line}: {key!r} already appears on line {first_line[key]}"
-                )
-                continue
-            first_line[key] = parsed.line
-            rows.append(parsed)
-    except csv.Error as exc:
-        errors.append(f"line {reader.line_num}: not valid CSV ({exc})")
+    while True:
+        last = reader.line_num
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            # A record the reader cannot parse (a bare CR, an over-long cell) is named on its own
+            # line; the reader goes on with the next one, so no later row is silently dropped.
+            errors.append(f"line {last + 1}: not valid CSV ({exc})")
+            continue
+        try:
+            parsed = parse(row, reader.line_num)
+        except ImportError_ as exc:
+            errors.append(f"line {reader.line_num}: {exc}")
+            continue
+        key = _key(parsed)
+        if key in first_line:
+            errors.append(f"line {parsed.line}: {key!r} already appears on line {first_line[key]}")
+            continue
+        first_line[key] = parsed.line
+        rows.append(parsed)
     return kind, rows, errors
 
 

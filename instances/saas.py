@@ -64,13 +64,19 @@ def read_rows(data: bytes, *, filename: str) -> Iterator[tuple[str, dict]]:
                 row = None
             yield f"line {number}", _normalised(clean_value(row))
         return
-    reader = csv.DictReader(io.StringIO(text))
-    reader.fieldnames = [(name or "").strip().lower() for name in reader.fieldnames or []]
-    missing = [c for c in REQUIRED_COLUMNS if c not in reader.fieldnames]
-    if missing:
-        raise PingRejected(f"missing column(s): {', '.join(missing)}")
-    for row in reader:
-        yield f"line {reader.line_num}", row
+    # newline=None: CR line ends (Excel for Mac) read as line ends, not as a broken field.
+    reader = csv.DictReader(io.StringIO(text, newline=None))
+    try:
+        reader.fieldnames = [(name or "").strip().lower() for name in reader.fieldnames or []]
+        missing = [c for c in REQUIRED_COLUMNS if c not in reader.fieldnames]
+        if missing:
+            raise PingRejected(f"missing column(s): {', '.join(missing)}")
+        # Read whole before anything is stored: a record the reader cannot parse refuses the
+        # file, never half of it.
+        rows = [(f"line {reader.line_num}", row) for row in reader]
+    except csv.Error as exc:
+        raise PingRejected(f"line {reader.line_num + 1}: not valid CSV ({exc})") from None
+    yield from rows
 
 
 def _normalised(row: object) -> object:
