@@ -116,9 +116,9 @@ def _wrapped(payload: object, key: str) -> dict:
 
 
 def _seconds(value: object) -> float | None:
-    # An int past float range (a 309-digit "elapsed") is not a duration: None, not OverflowError.
-    if type(value) is int and not 0 <= value <= MAX_SECONDS:
-        return None
-    if type(value) in (int, float) and math.isfinite(value) and 0 <= value <= MAX_SECONDS:
-        return float(value)
+    # Ints are compared as ints: a 309-digit "elapsed" overflows float(), so it is None here.
+    if type(value) is int:
+        return float(value) if 0 <= value <= MAX_SECONDS else None
+    if type(value) is float and math.isfinite(value) and 0 <= value <= MAX_SECONDS:
+        return value
     return None
