@@ -9,14 +9,15 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/usage_portal
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 DEMO_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" DEBUG=1 DEMO_PASSWORD=$${DEMO_PASSWORD:-demo}
 
-.PHONY: demo install migrate seed run test test-unit test-integration lint format bench clean
+.PHONY: demo install migrate seed run test test-unit test-integration test-faults lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+# The tested versions (constraints.txt); `dev` brings the test tools and honcho (`demo`).
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -39,19 +40,27 @@ demo: seed
 run: install
 	$(DEMO_ENV) $(BIN)/honcho start -p $(PORT)
 
-## test: lint, migrations check, unit suite on SQLite, then the whole suite on PostgreSQL + Redis
+## test: lint, migrations check, unit suite on SQLite, the whole suite on PostgreSQL + Redis,
+## then the fault and load suite on its own PostgreSQL, Redis, gunicorn, worker and beat
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 	$(MAKE) test-unit
 	$(MAKE) test-integration
+	$(MAKE) test-faults
 
 test-unit: install
-	$(BIN)/pytest -q -m "not integration and not browser"
+	$(BIN)/pytest -q -m "not integration and not browser and not faults"
 
+## test-integration: what needs the real services (a worker, PostgreSQL, Redis) or a browser;
+## the unit suite ran on SQLite just before, and its database-sensitive tests run here again
 test-integration: install
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest -q
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest -q -m "(integration or browser) and not faults"
+
+## test-faults: starts and breaks its own services, never the shared ones (tests/faults)
+test-faults: install
+	$(BIN)/pytest -q -m faults tests/faults
 
 lint: install
 	$(BIN)/ruff check .

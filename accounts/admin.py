@@ -1,8 +1,25 @@
+import json
+
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.utils import timezone
+from django.utils.html import format_html
 
 from accounts.changes import companies_changed
-from accounts.models import Company, Meeting, Subscription, SupportTicketMonth, TableColumns
+from accounts.models import (
+    AuditEvent,
+    Company,
+    Meeting,
+    Subscription,
+    SupportTicketMonth,
+    TableColumns,
+)
+from accounts.services import (
+    SubscriptionInUse,
+    company_dependents,
+    subscription_delete,
+    subscription_dependents,
+)
 from instances.services.licenses import subscription_attach_waiting
 from scoring.services import companies_refresh
 
@@ -40,8 +57,31 @@ class SubscriptionInline(admin.TabularInline):
         return False
 
 
+class RefuseInUseDelete:
+    """A record other rows would silently lose their link to (SET_NULL) cannot be deleted: its
+    delete page names what depends on it, as "protected", and has no confirm button. One at a
+    time: the bulk action's page could not say which record holds what."""
+
+    delete_confirmation_template = "admin/accounts/in_use_delete_confirmation.html"
+
+    def dependents(self, obj) -> list[str]:
+        raise NotImplementedError
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        in_use = [line for obj in objs for line in self.dependents(obj)]
+        if in_use:  # refused either way: say why in the portal's terms, not the permissions'
+            return deleted, counts, set(), [*protected, *in_use]
+        return deleted, counts, perms_needed, protected
+
+
 @admin.register(Company)
-class CompanyAdmin(admin.ModelAdmin):
+class CompanyAdmin(RefuseInUseDelete, admin.ModelAdmin):
     list_display = ("name", "crm_account_id", "segment", "csm", "customer_since", "sentiment")
     list_filter = ("segment", "sentiment", "csm")
     search_fields = ("name", "crm_account_id")
@@ -60,6 +100,11 @@ class CompanyAdmin(admin.ModelAdmin):
     show_full_result_count = False
     inlines = [SubscriptionInline]
     actions = ["recompute_scores"]
+    # Its subscriptions go with it, and instances point at both with SET_NULL: a company that
+    # anything would be unmapped from is refused, as a subscription is (one at a time).
+
+    def dependents(self, obj) -> list[str]:
+        return company_dependents(obj)
 
     def save_model(self, request, obj, form, change):
         if "roi" in form.changed_data or "roi_note" in form.changed_data:
@@ -76,7 +121,7 @@ class CompanyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(AccountDataAdmin):
+class SubscriptionAdmin(RefuseInUseDelete, AccountDataAdmin):
     list_display = ("name", "company", "plan", "licensed_seats", "deployment", "status", "end_date")
     list_filter = ("plan", "deployment", "status")
     search_fields = ("name", "company__name", "company__crm_account_id")
@@ -94,6 +139,24 @@ class SubscriptionAdmin(AccountDataAdmin):
             subscription_attach_waiting(subscription=obj)
         # Seats and plan feed License Utilization and DevSecOps: rescore the account.
         companies_changed([obj.company_id], reason="subscription edited")
+
+    # Deleting: instances, licenses and pings point at a subscription with SET_NULL, so a
+    # delete would unmap them without a word. A subscription anything is mapped to is refused
+    # (its delete page names what, as "protected"); any other delete is audited. One at a time:
+    # the bulk action's page could not say which subscription holds what.
+
+    def dependents(self, obj) -> list[str]:
+        return subscription_dependents(obj)
+
+    def delete_model(self, request, obj):
+        try:
+            subscription_delete(subscription=obj, by=request.user)
+        except SubscriptionInUse as exc:  # mapped between the confirmation page and the POST
+            raise PermissionDenied(str(exc)) from None
+
+    def delete_queryset(self, request, queryset):
+        for sub in queryset:
+            self.delete_model(request, sub)
 
 
 class ScoredAccountDataAdmin(AccountDataAdmin):
@@ -134,3 +197,53 @@ class TableColumnsAdmin(admin.ModelAdmin):
     raw_id_fields = ("user",)
     readonly_fields = ("updated_at",)
     show_full_result_count = False
+
+
+class AuditActorFilter(admin.SimpleListFilter):
+    """By who acted: a person's username, or what acted for nobody (import_crm, worker, …)."""
+
+    title = "actor"
+    parameter_name = "actor"
+
+    def lookups(self, request, model_admin):
+        labels = AuditEvent.objects.order_by("actor_label").values_list("actor_label", flat=True)
+        return [(label, label) for label in labels.distinct()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(actor_label=self.value()) if self.value() else queryset
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit trail, for ops to read: nobody adds, edits or deletes an event here (the model
+    and, on PostgreSQL, the database refuse it too)."""
+
+    list_display = ("at", "actor_label", "action", "target_type", "target_repr")
+    list_filter = ("action", AuditActorFilter, "at", "target_type")
+    search_fields = ("actor_label", "target_repr", "=target_id", "target_type")
+    date_hierarchy = "at"
+    fields = (
+        "at",
+        "actor",
+        "actor_label",
+        "action",
+        "target_type",
+        "target_id",
+        "target_repr",
+        "details",
+    )
+    readonly_fields = fields
+    show_full_result_count = False
+
+    @admin.display(description="Detail")
+    def details(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.detail, indent=2, ensure_ascii=False))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,10 +1,14 @@
 """Companies (accounts), their subscriptions, and the CSMs who own them."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from .querysets import CompanyQuerySet, SubscriptionQuerySet
+from .zones import MAX_NAME_LENGTH, zone_named
 
 
 class Segment(models.TextChoices):
@@ -259,3 +263,146 @@ class TableColumns(models.Model):
             cls.objects.filter(user=user, table=table).delete()
             return
         cls.objects.update_or_create(user=user, table=table, defaults={"columns": list(columns)})
+
+
+class ImmutableRecord(Exception):
+    """A write that would edit or delete a record kept as evidence (the audit trail, a revoked
+    or any ingest token). Raised before the database is touched."""
+
+
+class AuditAction(models.TextChoices):
+    LABEL_REQUESTED = "label_requested", "Label change requested"
+    LABEL_CANCELLED = "label_cancelled", "Label change cancelled"
+    LABEL_APPLIED = "label_applied", "Label change applied"
+    LABEL_APPLIED_NOW = "label_applied_now", "Label change applied now"
+    SENTIMENT_SET = "sentiment_set", "Sentiment set"
+    ROI_SET = "roi_set", "Success-plan ROI set"
+    LICENSE_MAPPED = "license_mapped", "License mapping changed"
+    CRM_IMPORT_CHANGED = "crm_import_changed", "Changed by CRM import"
+    TOKEN_CREATED = "token_created", "Ingest token created"
+    TOKEN_REVOKED = "token_revoked", "Ingest token revoked"
+    SUBSCRIPTION_DELETED = "subscription_deleted", "Subscription deleted"
+    SCHEME_SWITCHED = "scheme_switched", "Scoring scheme switched"
+
+
+class AuditEventQuerySet(models.QuerySet):
+    """Rows are only ever added: a bulk edit or delete is refused (``bulk_update`` goes through
+    ``update`` too). PostgreSQL refuses them as well, by trigger, for writes that bypass this."""
+
+    def update(self, **kwargs):
+        raise ImmutableRecord("audit events are append-only: they are never updated")
+
+    def delete(self):
+        raise ImmutableRecord("audit events are append-only: they are never deleted")
+
+    def _raw_delete(self, using):
+        raise ImmutableRecord("audit events are append-only: they are never deleted")
+
+
+class AuditEvent(models.Model):
+    """One entry of the append-only audit trail: who did what to which record, and when.
+
+    Written by ``accounts.audit.audit_record`` alone, in the transaction of the write it
+    records (a write that rolls back leaves no event). The target is named, not linked: the
+    event still reads after its record is deleted. ``actor`` is the person; a write made by
+    no person (an import, the worker, a labeling rule) has none and says what made it in
+    ``actor_label``, which holds the username otherwise.
+    """
+
+    at = models.DateTimeField("when", default=timezone.now, db_index=True)
+    # PROTECT: a person who is in the trail is deactivated, not deleted.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    actor_label = models.CharField(
+        "actor", max_length=150, help_text="The username, or what acted: import_crm, worker, …"
+    )
+    action = models.CharField(max_length=32, choices=AuditAction.choices)
+    target_type = models.CharField(
+        max_length=100, help_text="app_label.model, e.g. instances.instance"
+    )
+    target_id = models.CharField(max_length=64, blank=True)
+    target_repr = models.CharField("target", max_length=255, blank=True)
+    detail = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        # Deletes cascading from elsewhere meet the refusing queryset too.
+        base_manager_name = "objects"
+        constraints = [
+            models.CheckConstraint(
+                condition=_choices_check("action", AuditAction), name="audit_action_valid"
+            ),
+            models.CheckConstraint(condition=~Q(actor_label=""), name="audit_actor_named"),
+        ]
+        indexes = [
+            models.Index(fields=["action", "-at"], name="audit_action_recent"),
+            models.Index(fields=["target_type", "target_id"], name="audit_target"),
+        ]
+
+    def __str__(self) -> str:
+        what = f"{self.get_action_display()} {self.target_repr}"
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label}: {what}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ImmutableRecord("audit events are append-only: they are never updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ImmutableRecord("audit events are append-only: they are never deleted")
+
+
+def time_zone_validate(value: str) -> None:
+    """A chosen zone must be one the portal knows (``accounts.zones``); blank is "not chosen"."""
+    if value and zone_named(value) is None:
+        raise ValidationError(
+            "“%(value)s” is not a time zone the portal knows.", params={"value": value}
+        )
+
+
+class UserPreferences(models.Model):
+    """A person's own settings for how pages read, edited on their profile page.
+
+    One row per person, made when they first save; no row, or a blank ``time_zone``, means
+    they chose none (pages then use their browser's zone). Times are stored in UTC whatever
+    is chosen here.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences"
+    )
+    time_zone = models.CharField(
+        max_length=MAX_NAME_LENGTH,
+        blank=True,
+        validators=[time_zone_validate],
+        help_text="An IANA zone such as Europe/Berlin; blank: the browser's zone.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "user preferences"
+        verbose_name_plural = "user preferences"
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.time_zone or 'browser zone'}"
+
+    @classmethod
+    def time_zone_of(cls, user) -> str:
+        """The zone ``user`` chose, or "" when they chose none (or it is no longer known)."""
+        if not getattr(user, "is_authenticated", False):
+            return ""
+        name = next(iter(cls.objects.filter(user=user).values_list("time_zone", flat=True)), "")
+        return name if zone_named(name) is not None else ""
+
+    @classmethod
+    def time_zone_remember(cls, *, user, time_zone: str) -> None:
+        """Keep ``user``'s choice; "" goes back to their browser's zone."""
+        time_zone_validate(time_zone)
+        cls.objects.update_or_create(user=user, defaults={"time_zone": time_zone})

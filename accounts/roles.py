@@ -1,5 +1,9 @@
-"""The three human roles as groups, with their permissions declared in one table."""
+"""The three human roles as groups, with their permissions declared in one table; which roles an
+identity provider's groups grant (single sign-on, docs/sso.md); which users an e-mail names."""
 
+from collections.abc import Iterable, Mapping
+
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 
 APPS = ("accounts", "instances", "scoring")
@@ -36,6 +40,9 @@ READ_ONLY_MODELS = {
     "healthalert",
     "healthalertevent",
     "digestsent",
+    "auditevent",  # append-only (accounts.audit); the model and a trigger refuse edits too
+    "licensemappingchange",
+    "adminjob",  # written by the background job's task alone
 }
 
 
@@ -65,3 +72,31 @@ def sync_roles(**kwargs) -> None:
     for role, patterns in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=role)
         group.permissions.set(_resolve(patterns))
+
+
+def roles_for_groups(claimed, role_groups: Mapping[str, Iterable[str]]) -> set[str]:
+    """The roles an identity provider's groups claim grants: each role one of whose configured
+    groups (``OIDC_ROLE_GROUPS``) the person is in, compared without regard to case.
+
+    ``claimed`` is the claim as the provider sent it: a list, one group as a string, or missing
+    (None). Anything else grants nothing, so a malformed claim can never widen access. A person
+    may hold several roles (an ops engineer who also owns accounts).
+    """
+    if isinstance(claimed, str):
+        claimed = [claimed]
+    if not isinstance(claimed, list | tuple):
+        return set()
+    have = {g.strip().casefold() for g in claimed if isinstance(g, str) and g.strip()}
+    return {
+        role
+        for role, groups in role_groups.items()
+        if role in ROLE_PERMISSIONS and have & {g.strip().casefold() for g in groups}
+    }
+
+
+def users_with_email(email: str):
+    """The users whose e-mail address is ``email``, without regard to case: how a person who
+    signs in through single sign-on, and a CRM file's CSM column, find their portal user."""
+    users = get_user_model().objects
+    email = email.strip()
+    return users.filter(email__iexact=email) if email else users.none()

@@ -1,5 +1,5 @@
 """Writes for accounts: CRM import (accounts, subscriptions, mappings, success plans, support
-tickets, meetings) and CSM sentiment."""
+tickets, meetings), CSM sentiment, and deleting a subscription nothing depends on."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from accounts.changes import companies_changed
 from accounts.importers import (
     CompanyRow,
@@ -20,6 +21,7 @@ from accounts.importers import (
     TicketRow,
 )
 from accounts.models import (
+    AuditAction,
     Company,
     Meeting,
     Subscription,
@@ -27,10 +29,14 @@ from accounts.models import (
     SupportTicketMonth,
     persona_names,
 )
-from instances.models import Instance, License, MappingSource, MonthlyUsage
+from accounts.roles import users_with_email
+from instances.models import Instance, License, MappingSource, MonthlyUsage, UsagePing
 from instances.services.licenses import licenses_map, subscriptions_attach_waiting
 
 audit = logging.getLogger("usage_portal.audit")
+
+#: Who made the CRM import's changes, in the audit trail (the command runs as no person).
+IMPORT_ACTOR = "import_crm"
 
 
 @dataclass
@@ -45,12 +51,23 @@ class ImportSummary:
     notes: list[str] = field(default_factory=list)
     attached_pings: int = 0
 
-    def changes(self, line: int, key: str, changes: list[tuple[str, object, object]]) -> None:
-        """List what an update changed, one note per field, and log it for the audit trail."""
+    def changes(
+        self, line: int, key: str, changes: list[tuple[str, object, object]], *, target
+    ) -> None:
+        """List what an update changed, one note per field, log it, and record it in the audit
+        trail (one event for the row, old and new per field; call inside the import's
+        transaction, after saving ``target``)."""
         for name, old, new in changes:
             note = f"line {line}: {key}: {name} {_shown(old)} → {_shown(new)}"
             self.notes.append(note)
             audit.info("CRM import changed %s", note)
+        audit_record(
+            actor=None,
+            actor_label=IMPORT_ACTOR,
+            action=AuditAction.CRM_IMPORT_CHANGED,
+            target=target,
+            detail={"line": line, "changes": {name: [old, new] for name, old, new in changes}},
+        )
 
 
 def _shown(value) -> str:
@@ -62,24 +79,23 @@ def _shown(value) -> str:
 
 
 def companies_import(*, rows: list[CompanyRow]) -> ImportSummary:
-    """Create or update companies by CRM account id; an unknown CSM username is an error line.
+    """Create or update companies by CRM account id; a CSM that names no user is an error line.
 
-    An optional column left blank keeps what the company has (`CompanyRow.given`); every value
-    an update changes is listed in ``notes`` as "line N: <id>: field old → new".
+    The CSM column holds a username or, for people who sign in through single sign-on, their
+    e-mail address (`_csm_users`). An optional column left blank keeps what the company has
+    (`CompanyRow.given`); every value an update changes is listed in ``notes`` as
+    "line N: <id>: field old → new".
     """
     summary = ImportSummary()
     changed: list[int] = []
-    users = {
-        u.username: u
-        for u in get_user_model().objects.filter(username__in={r.csm for r in rows if r.csm})
-    }
+    users, unknown = _csm_users({r.csm for r in rows if r.csm})
     with transaction.atomic():
         existing = Company.objects.in_bulk(
             [r.crm_account_id for r in rows], field_name="crm_account_id"
         )
         for row in rows:
             if row.csm and row.csm not in users:
-                summary.errors.append(f"line {row.line}: csm {row.csm!r} is not a known username")
+                summary.errors.append(f"line {row.line}: csm {row.csm!r} {unknown[row.csm]}")
                 continue
             values = {
                 "name": row.name,
@@ -99,12 +115,34 @@ def companies_import(*, rows: list[CompanyRow]) -> ImportSummary:
             if changes:
                 company.save()
                 summary.updated += 1
-                summary.changes(row.line, row.crm_account_id, changes)
+                summary.changes(row.line, row.crm_account_id, changes, target=company)
                 changed.append(company.pk)  # a new CSM or segment changes what counts
             else:
                 summary.unchanged += 1
         companies_changed(changed, since=None, reason="companies imported")
     return summary
+
+
+def _csm_users(values: set[str]) -> tuple[dict[str, object], dict[str, str]]:
+    """(CSM column value → user, value → why it names nobody).
+
+    A username matches first, exactly; a value with an ``@`` that is no username matches the one
+    user with that e-mail (`accounts.roles.users_with_email`: the rule single sign-on matches
+    people by), so a CRM export that lists owners by e-mail needs no username mapping.
+    """
+    found = {u.username: u for u in get_user_model().objects.filter(username__in=values)}
+    unknown: dict[str, str] = {}
+    for value in values - found.keys():
+        matches = list(users_with_email(value)[:2]) if "@" in value else []
+        if len(matches) == 1:
+            found[value] = matches[0]
+        elif matches:
+            unknown[value] = "is the e-mail of several users: name the CSM by username"
+        elif "@" in value:
+            unknown[value] = "is not a known username or user e-mail"
+        else:
+            unknown[value] = "is not a known username"
+    return found, unknown
 
 
 def subscriptions_import(*, rows: list[SubscriptionRow]) -> ImportSummary:
@@ -150,7 +188,7 @@ def subscriptions_import(*, rows: list[SubscriptionRow]) -> ImportSummary:
                 continue
             sub.save()
             summary.updated += 1
-            summary.changes(row.line, row.name, changes)
+            summary.changes(row.line, row.name, changes, target=sub)
             touched.append(sub)
             company_ids |= {previous_company_id, sub.company_id}
             if previous_company_id != sub.company_id:
@@ -334,7 +372,9 @@ def _assign(obj, values: dict) -> list[tuple[str, object, object]]:
 
 
 def sentiment_set(*, company: Company, sentiment: str, note: str, by) -> Company:
-    """Record the CSM's sentiment with note, author and time, and refresh the scores."""
+    """Record the CSM's sentiment with note, author and time (and in the audit trail: the
+    account keeps only the latest), and refresh the scores."""
+    before = {"sentiment": company.sentiment, "note": company.sentiment_note}
     company.sentiment = sentiment
     company.sentiment_note = note
     company.sentiment_by = by
@@ -349,6 +389,12 @@ def sentiment_set(*, company: Company, sentiment: str, note: str, by) -> Company
                 "updated_at",
             ]
         )
+        audit_record(
+            actor=by,
+            action=AuditAction.SENTIMENT_SET,
+            target=company,
+            detail={"old": before, "new": {"sentiment": sentiment, "note": note}},
+        )
         # Sentiment scores only the current card: monthly history has none.
         companies_changed([company.id], since=None, reason="sentiment")
     return company
@@ -356,8 +402,98 @@ def sentiment_set(*, company: Company, sentiment: str, note: str, by) -> Company
 
 def roi_set(*, company: Company, roi: str, note: str, by) -> Company:
     """Record the success plan's ROI (Outcomes) as the CSM judges it, and refresh the score."""
+    before = {"roi": company.roi, "note": company.roi_note}
     company.roi, company.roi_note, company.roi_at = roi, note, timezone.now()
     with transaction.atomic():
         company.save(update_fields=["roi", "roi_note", "roi_at", "updated_at"])
+        audit_record(
+            actor=by,
+            action=AuditAction.ROI_SET,
+            target=company,
+            detail={"old": before, "new": {"roi": roi, "note": note}},
+        )
         companies_changed([company.id], since=None, reason="success-plan ROI")
     return company
+
+
+# --------------------------------------------------------------------------------------------------
+# Deleting a subscription
+
+
+class SubscriptionInUse(Exception):
+    """A subscription that instances, licenses or pings are mapped to: deleting it would unmap
+    them silently (their foreign keys are SET_NULL), so it is refused. ``dependents`` says
+    what depends on it, as "2 instances: a.example.com, b.example.com"."""
+
+    def __init__(self, subscription: Subscription, dependents: list[str]) -> None:
+        super().__init__(f"{subscription.name} is in use: {'; '.join(dependents)}")
+        self.subscription = subscription
+        self.dependents = dependents
+
+
+#: How many of each kind of dependent a refusal names before it only counts.
+DEPENDENTS_NAMED = 5
+
+
+def subscription_dependents(subscription: Subscription) -> list[str]:
+    """What is mapped to ``subscription`` — instances and licenses by name, pings counted —
+    one line per kind; empty when it can be deleted without unmapping anything."""
+    lines = []
+    for what, rows in (
+        ("instance", Instance.objects.filter(subscription=subscription).order_by("pk")),
+        ("license", License.objects.filter(subscription=subscription).order_by("pk")),
+    ):
+        count = rows.count()
+        if count:
+            names = ", ".join(str(r) for r in rows[:DEPENDENTS_NAMED])
+            more = f", and {count - DEPENDENTS_NAMED} more" if count > DEPENDENTS_NAMED else ""
+            lines.append(f"{count} {what}{'s' if count != 1 else ''} mapped to it: {names}{more}")
+    pings = UsagePing.objects.filter(subscription=subscription).count()
+    if pings:
+        lines.append(f"{pings} usage ping{'s' if pings != 1 else ''} mapped to it")
+    return lines
+
+
+def company_dependents(company: Company) -> list[str]:
+    """What deleting ``company`` would unmap: its subscriptions' dependents (they go with it)
+    and the instances filed under it, one line each; empty when nothing would be."""
+    lines = [
+        f"subscription {sub.name}: {line}"
+        for sub in company.subscriptions.order_by("name")
+        for line in subscription_dependents(sub)
+    ]
+    instances = Instance.objects.filter(company=company).exclude(subscription__company=company)
+    count = instances.count()
+    if count:
+        lines.append(f"{count} instance{'s' if count != 1 else ''} filed under the account")
+    return lines
+
+
+def subscription_delete(*, subscription: Subscription, by) -> None:
+    """Delete a subscription nothing is mapped to, recorded in the audit trail; one that
+    instances, licenses or pings are mapped to raises ``SubscriptionInUse`` (map them
+    elsewhere first). Checked under the subscription's row lock, in the delete's transaction."""
+    with transaction.atomic():
+        locked = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        dependents = subscription_dependents(locked)
+        if dependents:
+            raise SubscriptionInUse(locked, dependents)
+        audit_record(
+            actor=by,
+            action=AuditAction.SUBSCRIPTION_DELETED,
+            target=locked,
+            detail={
+                "name": locked.name,
+                "company": locked.company.crm_account_id,
+                "plan": locked.plan,
+                "licensed_seats": locked.licensed_seats,
+                "status": locked.status,
+                "deployment": locked.deployment,
+                "start_date": locked.start_date,
+                "end_date": locked.end_date,
+                "arr": locked.arr,
+            },
+        )
+        company_id = locked.company_id
+        locked.delete()
+        companies_changed([company_id], reason="subscription deleted")

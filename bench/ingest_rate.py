@@ -62,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="ingest_rate_"))
-    os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret")
+    os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret-" + "Zq8w" * 10)
     os.environ.setdefault("DEBUG", "0")  # DEBUG would record every query and slow everything
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{workdir / 'bench.sqlite3'}")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "usage_portal.settings")

@@ -54,7 +54,7 @@ def bench_env(db_url: str, redis_url: str) -> dict:
         **os.environ,
         "DATABASE_URL": db_url,
         "REDIS_URL": redis_url,
-        "SECRET_KEY": os.environ.get("BENCH_SECRET_KEY", "bench-only-not-a-secret"),
+        "SECRET_KEY": os.environ.get("BENCH_SECRET_KEY", "bench-only-not-a-secret-" + "Zq8w" * 10),
         "DEBUG": "0",
         "SECURE_COOKIES": "0",
         "STATIC_MANIFEST": "0",

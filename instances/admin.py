@@ -8,7 +8,7 @@ from accounts.admin import AccountDataAdmin
 from accounts.models import Subscription
 from accounts.permissions import can_apply_now, can_edit_any, can_map_licenses
 from instances.services.licenses import license_map
-from instances.services.tokens import ingest_token_create
+from instances.services.tokens import ingest_token_create, ingest_token_revoke
 
 from .labels import label_change_apply, label_change_request
 from .models import (
@@ -25,7 +25,9 @@ from .models import (
     MonthlyUsage,
     PingReport,
     RejectedPayload,
+    TokenScope,
     UsagePing,
+    default_token_scopes,
     edition_label,
     edition_title,
 )
@@ -212,7 +214,7 @@ class InstanceAdmin(AccountDataAdmin):
         self.message_user(
             request,
             f"{len(pending)} pending label change(s) recorded"
-            + (f"; reflected in reports from {when:%Y-%m-%d %H:%M} UTC." if when else "."),
+            + (f"; reflected in reports from {_short_time(when)}." if when else "."),
         )
 
     @admin.action(description="Apply their pending label changes now", permissions=["apply_now"])
@@ -330,30 +332,107 @@ class LicenseMappingChangeAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
+class IngestTokenForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=TokenScope.choices,
+        initial=default_token_scopes,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="A GitLab instance needs ingest only; a reader of the health API, read.",
+    )
+
+    class Meta:
+        model = IngestToken
+        fields = ["name", "scopes", "expires_at"]
+
+
 @admin.register(IngestToken)
 class IngestTokenAdmin(admin.ModelAdmin):
-    """Tokens for ``POST /usage_data``: the secret is shown once, on creation; only its hash is
-    stored. Revoke rather than delete, so the audit of who sent what stays readable."""
+    """Tokens for the ping endpoints and the health API: the secret is shown once, on creation;
+    only its hash is stored. Scopes and expiry are chosen at creation. A token is revoked (one
+    way, audited), never deleted or un-revoked, so the audit of who sent what stays readable
+    and a leaked secret stays dead."""
 
-    list_display = ("name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at")
-    readonly_fields = ("prefix", "created_by", "created_at", "last_used_at")
-    fields = ("name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at")
+    form = IngestTokenForm
+    list_display = (
+        "name",
+        "prefix",
+        "scope_list",
+        "state",
+        "created_by",
+        "created_at",
+        "last_used_at",
+    )
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("name", "prefix")
     actions = ["revoke"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        # Scopes are chosen on creation only: the change form has no scopes field to submit.
+        if obj is not None:
+            kwargs["form"] = forms.ModelForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("name", "scopes", "expires_at")
+        return (
+            "name",
+            "prefix",
+            "scope_list",
+            "expires_at",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return (
+            "prefix",
+            "scope_list",
+            "expires_at",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        )
+
+    @admin.display(description="Scopes")
+    def scope_list(self, obj):
+        return ", ".join(obj.scopes)
+
+    @admin.display(description="State")
+    def state(self, obj):
+        if obj.revoked_at is not None:
+            return f"Revoked {_short_time(obj.revoked_at)}"
+        if obj.is_expired:
+            return f"Expired {_short_time(obj.expires_at)}"
+        return f"Active until {_short_time(obj.expires_at)}" if obj.expires_at else "Active"
 
     def save_model(self, request, obj, form, change):
         if change:
             super().save_model(request, obj, form, change)
             return
-        token, secret = ingest_token_create(name=obj.name, by=request.user)
+        token, secret = ingest_token_create(
+            name=obj.name,
+            by=request.user,
+            scopes=form.cleaned_data["scopes"],
+            expires_at=form.cleaned_data.get("expires_at"),
+        )
         obj.pk, obj.prefix, obj.token_hash = token.pk, token.prefix, token.token_hash
         messages.warning(
             request,
             format_html("Copy this token now, it will not be shown again: <code>{}</code>", secret),
         )
 
-    @admin.action(description="Revoke selected tokens")
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Revoke selected tokens (for good)", permissions=["change"])
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        count = sum(ingest_token_revoke(token=t, by=request.user) for t in queryset)
         self.message_user(request, f"Revoked {count} token(s).")
 
 

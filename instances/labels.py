@@ -3,6 +3,8 @@
 ``label_change_request`` records an edit as *pending*; reports keep using the applied value until
 ``effective_at``. ``label_change_apply`` claims a pending change with one conditional UPDATE, so
 the scheduled task, the beat sweep and ops' "apply now" can race without applying anything twice.
+Each request, cancellation and apply is also an ``AuditEvent`` on the instance, in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from accounts.changes import companies_changed
+from accounts.models import AuditAction
 from usage_portal.celery import BROKER_ERRORS
 
 from .models import (
+    AppliedVia,
     HealthInclusion,
     Instance,
     InstanceType,
@@ -88,6 +93,7 @@ def label_change_request(
             pending.status, pending.closed_at = LabelChangeStatus.CANCELLED, now
             pending.save(update_fields=["status", "closed_at"])
             change = pending
+            _audit(instance, change, AuditAction.LABEL_CANCELLED, by, author)
         else:
             if pending is not None:  # closed first: one pending change per field
                 pending.status, pending.closed_at = LabelChangeStatus.SUPERSEDED, now
@@ -105,6 +111,7 @@ def label_change_request(
             if pending is not None:
                 pending.superseded_by = change
                 pending.save(update_fields=["superseded_by"])
+            _audit(instance, change, AuditAction.LABEL_REQUESTED, by, author, superseded=pending)
             if schedule:
                 _schedule(change)
         # Pages show pending edits at once; scores change only when one applies.
@@ -174,10 +181,41 @@ def label_change_apply(
                 change.instance.labeled_by_person
             )
         Instance.objects.filter(pk=change.instance_id).update(**updates)
+        applied_now = via == AppliedVia.APPLY_NOW
+        _audit(
+            change.instance,
+            change,
+            AuditAction.LABEL_APPLIED_NOW if applied_now else AuditAction.LABEL_APPLIED,
+            by,
+            APPLIED_BY.get(via, "system"),
+        )
         companies_changed(
             [change.instance.company_id], reason="label change applied", refresh=refresh
         )
     return True
+
+
+#: Who applied a change when no person did, in the audit trail.
+APPLIED_BY = {AppliedVia.SCHEDULE: "worker", AppliedVia.SWEEP: "worker", AppliedVia.SEED: "seed"}
+
+
+def _audit(
+    instance: Instance, change: LabelChange, action: str, by, label: str, superseded=None
+) -> None:
+    """The change's event in the audit trail, on its instance (inside the caller's atomic)."""
+    detail = {
+        "change": change.pk,
+        "field": change.field,
+        "old": change.old_value,
+        "new": change.new_value,
+        "status": change.status,
+        "effective_at": change.effective_at,
+    }
+    if superseded is not None:
+        detail["superseded"] = superseded.pk
+    if change.applied_via:
+        detail["via"] = change.applied_via
+    audit_record(actor=by, actor_label=label, action=action, target=instance, detail=detail)
 
 
 def label_changes_apply_due(*, now: datetime | None = None) -> int:

@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import Company, Subscription
+from accounts.models import Company, ImmutableRecord, Subscription
 
 from .metrics import FAILED_FIELD, METRICS
 from .querysets import InstanceQuerySet, LabelChangeQuerySet, UsagePingQuerySet
@@ -325,6 +325,9 @@ class UsagePing(MetricColumns):
             models.Index(
                 fields=["license"], condition=Q(subscription__isnull=True), name="ping_unmapped_idx"
             ),
+            # The metrics scrape counts the last day's pings (usage_portal.web.ops.collector):
+            # without it, every scrape reads the whole ping table.
+            models.Index(fields=["received_at"], name="ping_received_idx"),
         ]
         get_latest_by = "recorded_at"
 
@@ -448,27 +451,86 @@ class LabelChange(models.Model):
         return dict(choices.choices).get(value, value)
 
 
+class TokenScope(models.TextChoices):
+    """What an ingest token lets its holder do; a token holds one or more."""
+
+    INGEST = "ingest", "Ingest: send pings (POST /usage_data, /usage_ping_errors, …_metadata)"
+    READ = "read", "Read: account health (GET /api/v1/accounts/<id>/health)"
+
+
+def default_token_scopes() -> list[str]:
+    """A new token sends pings and reads nothing, unless its creator says otherwise."""
+    return [TokenScope.INGEST.value]
+
+
+class IngestTokenQuerySet(models.QuerySet):
+    """Tokens are revoked, never deleted or un-revoked, even in bulk: who sent what stays
+    readable, and a leaked secret stays dead."""
+
+    def update(self, **kwargs):
+        if "revoked_at" in kwargs and kwargs["revoked_at"] is None:
+            raise ImmutableRecord("a revoked ingest token stays revoked: create a new one")
+        return super().update(**kwargs)
+
+    def delete(self):
+        raise ImmutableRecord("ingest tokens are revoked, never deleted")
+
+    def _raw_delete(self, using):
+        raise ImmutableRecord("ingest tokens are revoked, never deleted")
+
+
 class IngestToken(models.Model):
-    """A bearer token for ``POST /usage_data``. Only its SHA-256 is stored."""
+    """A bearer token for the ping endpoints (scope ``ingest``) and the health API (``read``).
+
+    Only its SHA-256 is stored. Checked in one place, ``instances.services.tokens.
+    ingest_token_authenticate``; revocation is one-way and a token is never deleted.
+    """
 
     name = models.CharField(max_length=100)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     prefix = models.CharField(
         max_length=12, editable=False, help_text="First characters, to tell tokens apart"
     )
+    scopes = models.JSONField(
+        default=default_token_scopes, help_text="What the token may do: ingest, read"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Refused from this moment on; empty: never expires"
+    )
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = IngestTokenQuerySet.as_manager()
+
+    class Meta:
+        base_manager_name = "objects"
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
 
+    def save(self, *args, **kwargs):
+        if (
+            not self._state.adding
+            and self.revoked_at is None
+            and type(self).objects.filter(pk=self.pk, revoked_at__isnull=False).exists()
+        ):
+            raise ImmutableRecord("a revoked ingest token stays revoked: create a new one")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ImmutableRecord("ingest tokens are revoked, never deleted")
+
     @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and not self.is_expired
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
 
 
 class PingReportKind(models.TextChoices):

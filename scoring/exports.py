@@ -15,6 +15,7 @@ from instances.models import Instance
 
 from .models import ScoreSnapshot
 from .scorecard import Scorecard, api_health_payload
+from .spreadsheet import safe_cell
 
 INSTANCE_TYPE_COLUMNS = (
     "uuid",
@@ -62,16 +63,6 @@ def instance_type_rows():
             inclusion.get(inst.health_inclusion, inst.health_inclusion),
             (inst.labeled_at or inst.created_at).isoformat(),
         )
-
-
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_cell(value):
-    """Text a spreadsheet would run as a formula (hostnames come from pings) is quoted inert."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
 
 
 def write_csv(rows, header, stream) -> None:

@@ -10,6 +10,8 @@ import logging
 from collections import defaultdict
 from datetime import date
 
+from django.conf import settings
+
 from accounts.changes import ALL_HISTORY
 from scoring.models import PendingRefresh
 from scoring.tasks import refresh_companies, scheme_version_sync
@@ -30,6 +32,10 @@ def refresh_on_change(*, changes: dict[int, date | None], reason: str = "", **_)
 
     Runs after the writer committed: a broker that cannot take the message must not turn that
     committed write into an error. The pending rows stay, and the beat sweep refreshes them.
+
+    The task waits ``REFRESH_COALESCE_SECONDS`` (1 s) before it runs, and skips what an earlier
+    run covered: a burst of pings for one account (a backfill, an upload, 20 clients at once)
+    costs one or two refreshes instead of one per ping, for a second of freshness.
     """
     by_since: dict[date | None, list[int]] = defaultdict(list)
     for company_id, since in changes.items():
@@ -38,7 +44,11 @@ def refresh_on_change(*, changes: dict[int, date | None], reason: str = "", **_)
         history = since is not None
         month = since.isoformat() if since not in (None, ALL_HISTORY) else None
         try:
-            refresh_companies.delay(sorted(ids), reason, month, history)
+            refresh_companies.apply_async(
+                (sorted(ids), reason, month, history),
+                {"only_pending": True},
+                countdown=settings.REFRESH_COALESCE_SECONDS,
+            )
         except BROKER_ERRORS:
             logger.warning(
                 "could not queue the refresh of %d account(s) (%s); the sweep will do it",

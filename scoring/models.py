@@ -103,7 +103,15 @@ class ScoreSnapshot(ScoreColumns):
                 fields=["company"], condition=Q(is_current=True), name="one_current_snapshot"
             )
         ]
-        indexes = [models.Index(fields=["company", "-computed_at"])]
+        indexes = [
+            models.Index(fields=["company", "-computed_at"]),
+            # The Integration API's list pages through current snapshots by (computed_at, id).
+            models.Index(
+                fields=["computed_at", "id"],
+                condition=Q(is_current=True),
+                name="current_snapshot_keyset",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.company} {self.computed_at:%Y-%m-%d %H:%M} {self.overall_color}"
@@ -238,3 +246,99 @@ class PendingRefresh(models.Model):
 
     def __str__(self) -> str:
         return f"{self.company_id} since {self.since} ({self.reason})"
+
+
+class JobRun(models.Model):
+    """When each periodic job (``CELERY_BEAT_SCHEDULE``) last finished without error.
+
+    Written by the worker when a task beat sent succeeds (``scoring.jobruns``), read by the
+    Prometheus endpoint: a job whose time stops moving is a beat, a worker or a job that fails.
+    Here rather than in the jobs' own apps: one table for every job, as the schedule is one
+    setting; scoring holds the other durable record of background work (``PendingRefresh``).
+    """
+
+    name = models.CharField(max_length=100, unique=True, help_text="The beat schedule's entry")
+    task = models.CharField(max_length=200)
+    last_success_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.last_success_at:%Y-%m-%d %H:%M}"
+
+
+class AdminJobKind(models.TextChoices):
+    RECOMPUTE_ALL = "recompute_all", "Recompute every company"
+    SCHEME_SWITCH = "scheme_switch", "Switch the scoring scheme"
+
+
+class AdminJobState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+#: A job in one of these states holds its target: a second one for the same target is refused.
+ADMIN_JOB_ACTIVE = (AdminJobState.QUEUED, AdminJobState.RUNNING)
+#: What every recompute-everything job works on: a scheme switch and a full recompute rescore
+#: the same rows, so they take turns.
+EVERY_COMPANY = "every-company"
+
+
+class AdminJobQuerySet(models.QuerySet):
+    def active(self, target: str = EVERY_COMPANY):
+        return self.filter(target=target, state__in=ADMIN_JOB_ACTIVE)
+
+
+class AdminJob(models.Model):
+    """A long admin action (switch the scheme, recompute every company) run by a worker.
+
+    The admin request records it (``scoring.services.admin_job_start``) and publishes its task
+    after the commit; the row is the durable record, so a lost task is published again by the
+    beat ``refresh-sweep``. The run that holds it (``run_id``, its Celery task id) writes
+    ``done_count`` after each chunk and ``heartbeat_at`` with it; the admin's progress page
+    polls it. At most one active job per ``target`` (a constraint, so two ops racing cannot both
+    start one).
+    """
+
+    kind = models.CharField(max_length=32, choices=AdminJobKind.choices)
+    target = models.CharField(max_length=64, default=EVERY_COMPANY)
+    arguments = models.JSONField(default=dict, blank=True)
+    state = models.CharField(
+        max_length=8, choices=AdminJobState.choices, default=AdminJobState.QUEUED
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    #: The last sign of life: queued (or queued again), claimed, or a chunk done. The sweep
+    #: publishes again a queued job whose task never came, and queues again a running one whose
+    #: worker went silent.
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+    run_id = models.CharField(max_length=64, blank=True, help_text="The task run holding it")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    done_count = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(null=True, blank=True)
+    message = models.CharField(max_length=500, blank=True, help_text="The result, when done")
+    error = models.TextField(blank=True)
+
+    objects = AdminJobQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "background job"
+        ordering = ["-requested_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["target"],
+                condition=Q(state__in=["queued", "running"]),
+                name="one_active_admin_job_per_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.get_state_display()}) #{self.pk}"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (AdminJobState.DONE, AdminJobState.FAILED)

@@ -10,22 +10,40 @@ import dataclasses
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
 
 import orjson
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import Max, Q
+from django.db.models import DateTimeField, F, Max, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from accounts.models import Company, Meeting, SupportTicketMonth, is_csm_owned, persona_names
+from accounts.audit import audit_record
+from accounts.models import (
+    AuditAction,
+    Company,
+    Meeting,
+    SupportTicketMonth,
+    is_csm_owned,
+    persona_names,
+)
 from instances.metrics import FAILED_FIELD, METRIC_NAMES, failed_names
 from instances.models import Instance, MonthlyUsage, UsagePing
 
 from . import alerts
 from .methodology import included_totals, score_company
-from .models import MonthlyScore, PendingRefresh, SchemeChange, ScoreSnapshot, ScoringConfig
+from .models import (
+    AdminJob,
+    AdminJobKind,
+    AdminJobState,
+    MonthlyScore,
+    PendingRefresh,
+    SchemeChange,
+    ScoreSnapshot,
+    ScoringConfig,
+)
 from .schemes import DEFAULT_SCHEME, PRESETS, Scheme, get_scheme
 from .scorecard import CompanyInputs, InstanceCandidate, Scorecard
 
@@ -96,17 +114,32 @@ def stale_ping_days() -> int:
 
 
 def scheme_set(*, name: str, by=None, rebuild_history: bool = True) -> SchemeChange:
-    """Switch the active scheme, record the change, and recompute (history too, if asked)."""
+    """Switch the active scheme, record the change (and in the audit trail), and recompute
+    (history too, if asked)."""
+    change = scheme_switch_record(name=name, by=by, rebuild_history=rebuild_history)
+    companies_recompute_all(reason=f"scheme changed to {name}", history=rebuild_history)
+    return change
+
+
+def scheme_switch_record(*, name: str, by=None, rebuild_history: bool = True) -> SchemeChange:
+    """The switch itself, in one transaction (the caller's, when it has one): the active
+    scheme, the ``SchemeChange`` the charts mark, and the audit event. Scores follow from
+    ``scheme_set`` at once, or from the admin's background job (``admin_job_start``)."""
     get_scheme(name)  # unknown names fail before anything changes
     previous = active_scheme().name
     with transaction.atomic():
-        ScoringConfig.objects.update_or_create(
+        config, _ = ScoringConfig.objects.update_or_create(
             pk=1, defaults={"scheme": name, "changed_at": timezone.now(), "changed_by": by}
         )
         change = SchemeChange.objects.create(
             from_scheme=previous, to_scheme=name, changed_by=by, rebuilt_history=rebuild_history
         )
-    companies_recompute_all(reason=f"scheme changed to {name}", history=rebuild_history)
+        audit_record(
+            actor=by,
+            action=AuditAction.SCHEME_SWITCHED,
+            target=config,
+            detail={"from": previous, "to": name, "rebuild_history": rebuild_history},
+        )
     return change
 
 
@@ -341,14 +374,27 @@ def companies_refresh(
     reason: str = "",
     history: bool = True,
     since: date | None = None,
+    only_pending: bool = False,
 ) -> int:
     """Recompute these companies' scores (and monthly history); returns snapshots written.
 
     Settles the pending refreshes (``PendingRefresh``) this run covers, read before it starts:
     a change committed meanwhile keeps its row for the next run.
+
+    ``only_pending`` (the refresh queued after a change): skip the companies with nothing left
+    to cover. A burst of pings queues one task per ping, but the first run to start settles
+    every change committed before it, so the rest of the burst's tasks find nothing and cost
+    one query each: refreshes coalesce whenever the worker is busier than the senders.
     """
     company_ids = sorted(set(company_ids))
-    covered = list(_covered_pending(company_ids, history=history, since=since))
+    covered_rows = list(
+        _covered_pending(company_ids, history=history, since=since).values_list("id", "company_id")
+    )
+    if only_pending:
+        company_ids = sorted({company_id for _, company_id in covered_rows})
+        if not company_ids:
+            return 0
+    covered = [row_id for row_id, _ in covered_rows]
     scheme = active_scheme()
     written = _score(company_ids, scheme=scheme, as_of=timezone.now().date(), reason=reason)
     if history:
@@ -364,7 +410,7 @@ def _covered_pending(company_ids: Sequence[int], *, history: bool, since: date |
         rows = rows.filter(since__isnull=True)  # the current state only
     elif since is not None:
         rows = rows.filter(Q(since__isnull=True) | Q(since__gte=since))
-    return rows.values_list("id", flat=True)
+    return rows
 
 
 def pending_refreshes_drain(*, older_than: timedelta, now=None) -> int:
@@ -399,18 +445,31 @@ def pending_refreshes_drain(*, older_than: timedelta, now=None) -> int:
     return len(earliest)
 
 
-def companies_recompute_all(*, reason: str = "recompute", history: bool = True) -> int:
-    """Every company, in chunks of ``CHUNK`` (bounded memory whatever the book's size)."""
+def companies_recompute_all(
+    *,
+    reason: str = "recompute",
+    history: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Every company, in chunks of ``CHUNK`` (bounded memory whatever the book's size).
+
+    ``progress(done, total)`` is called before the first chunk and after each one (each chunk
+    is committed by then); an exception it raises stops the run there.
+    """
     scheme = active_scheme()
     started = timezone.now()
     as_of = started.date()
     ids = list(Company.objects.order_by("id").values_list("id", flat=True))
+    if progress is not None:
+        progress(0, len(ids))
     written = 0
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         written += _score(chunk, scheme=scheme, as_of=as_of, reason=reason)
         if history:
             monthly_scores_rebuild(company_ids=chunk, scheme=scheme)
+        if progress is not None:
+            progress(start + len(chunk), len(ids))
     # Every account was rescored from inputs read after this point: what was pending is settled
     # (all of it when history was rebuilt too; else the changes of the current state only).
     settled = PendingRefresh.objects.filter(created_at__lt=started)
@@ -565,3 +624,175 @@ def monthly_scores_rebuild(
 def current_scorecard(company: Company) -> tuple[ScoreSnapshot | None, Scorecard | None]:
     snap = ScoreSnapshot.objects.filter(company=company, is_current=True).first()
     return snap, (Scorecard.from_dict(snap.detail) if snap else None)
+
+
+# --------------------------------------------------------------------------------------------------
+# Admin jobs: long admin actions run by a worker, their progress in ``AdminJob``
+
+#: A running job that has written no progress for this long lost its worker (killed past the
+#: time limit, or its message gone with a filesystem broker): the sweep queues it again. Far
+#: longer than one chunk takes (1,000 accounts with history: ~80 s on PostgreSQL) and than
+#: the task's retries wait (~4 min).
+ADMIN_JOB_STALE = timedelta(minutes=15)
+#: Runs a job may start before it is failed: a job that kills its worker every time (memory)
+#: must not be delivered for ever. A Celery retry of a run is not a new attempt.
+ADMIN_JOB_MAX_ATTEMPTS = 3
+
+
+class AdminJobBusy(Exception):
+    """Refused: another job holds the target (``job``; None if it ended meanwhile)."""
+
+    def __init__(self, job: AdminJob | None):
+        super().__init__(f"another job holds the target: {job}")
+        self.job = job
+
+
+class AdminJobLost(Exception):
+    """The run no longer holds its job (the sweep queued it again): it stops where it is."""
+
+
+def admin_job_start(*, kind: str, by=None, arguments: dict | None = None) -> AdminJob:
+    """Record a job, queued, in one transaction with what the request itself decides.
+
+    A scheme switch is recorded here (``scheme_switch_record``: the active scheme, the
+    ``SchemeChange``, the audit event) with its job, so both commit or neither does; only the
+    recompute waits for the worker. Raises ``AdminJobBusy`` while another job holds the target
+    (checked first for the message, and by the constraint against two requests racing).
+    The caller publishes the task after the commit (``scoring.tasks.admin_job_queue``).
+    """
+    arguments = dict(arguments or {})
+    if kind == AdminJobKind.SCHEME_SWITCH:
+        get_scheme(arguments["scheme"])  # an unknown name fails before anything is recorded
+    busy = AdminJob.objects.active().first()
+    if busy is not None:
+        raise AdminJobBusy(busy)
+    try:
+        with transaction.atomic():
+            job = AdminJob.objects.create(kind=kind, arguments=arguments, requested_by=by)
+            if kind == AdminJobKind.SCHEME_SWITCH:
+                scheme_switch_record(
+                    name=arguments["scheme"],
+                    by=by,
+                    rebuild_history=bool(arguments.get("rebuild_history")),
+                )
+    except IntegrityError:
+        busy = AdminJob.objects.active().first()
+        if busy is None:
+            raise
+        raise AdminJobBusy(busy) from None
+    return job
+
+
+def admin_job_run(job_id: int, *, run_id: str, retry: bool = False) -> str:
+    """Run the job as ``run_id`` (the task's id) and return the state it is left in.
+
+    Idempotent: only a queued job, or one this same run already holds (the message delivered
+    again after its worker died, or a Celery retry), is taken, so a duplicate message finds it
+    taken or finished and does nothing, and a finished job is never run again. A run that
+    takes a job starts it over from the first account (a recompute is idempotent, and the
+    inputs may have moved since). Progress is one UPDATE per chunk, which also checks the run
+    still holds the job.
+    """
+    now = timezone.now()
+    claim = {
+        "state": AdminJobState.RUNNING,
+        "run_id": run_id,
+        "heartbeat_at": now,
+        "started_at": Coalesce("started_at", Value(now, output_field=DateTimeField())),
+        "done_count": 0,
+    }
+    if not retry:
+        claim["attempts"] = F("attempts") + 1
+    mine = Q(state=AdminJobState.QUEUED) | Q(state=AdminJobState.RUNNING, run_id=run_id)
+    if not AdminJob.objects.filter(mine, pk=job_id).update(**claim):
+        state = AdminJob.objects.filter(pk=job_id).values_list("state", flat=True).first()
+        logger.info("admin job %s not run by %s: it is %s", job_id, run_id, state or "gone")
+        return state or ""
+    job = AdminJob.objects.select_related("requested_by").get(pk=job_id)
+    if job.attempts > ADMIN_JOB_MAX_ATTEMPTS:
+        admin_job_fail(
+            job_id,
+            run_id=run_id,
+            error=f"Gave up after {ADMIN_JOB_MAX_ATTEMPTS} attempts: each one's worker was lost "
+            "(killed, or past the time limit).",
+        )
+        return AdminJobState.FAILED
+
+    def progress(done: int, total: int) -> None:
+        held = AdminJob.objects.filter(pk=job_id, run_id=run_id, state=AdminJobState.RUNNING)
+        if not held.update(done_count=done, total=total, heartbeat_at=timezone.now()):
+            raise AdminJobLost(job_id)
+
+    try:
+        message = _admin_job_work(job, progress)
+    except AdminJobLost:
+        logger.warning("admin job %s was queued again while %s ran it: stopped", job_id, run_id)
+        return AdminJob.objects.filter(pk=job_id).values_list("state", flat=True).first() or ""
+    except RETRYABLE_ERRORS:
+        raise  # the task retries the run (its retries spent, the task marks the job failed)
+    except Exception as exc:
+        # A defect, or the soft time limit: retrying would fail again. Said here, not only by
+        # the task's on_failure, which an eager run that propagates never calls.
+        admin_job_fail(job_id, run_id=run_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+    AdminJob.objects.filter(pk=job_id, run_id=run_id, state=AdminJobState.RUNNING).update(
+        state=AdminJobState.DONE, finished_at=timezone.now(), message=message[:500], error=""
+    )
+    return AdminJobState.DONE
+
+
+def _admin_job_work(job: AdminJob, progress: Callable[[int, int], None]) -> str:
+    """The work of each kind of job; returns the sentence its progress page ends with."""
+    if job.kind == AdminJobKind.SCHEME_SWITCH:
+        name = job.arguments["scheme"]
+        history = bool(job.arguments.get("rebuild_history"))
+        # The reason scheme_set gives: the same switch, whichever way it was made.
+        count = companies_recompute_all(
+            reason=f"scheme changed to {name}", history=history, progress=progress
+        )
+        rebuilt = ", monthly history rebuilt" if history else ""
+        return f"Switched to {name}: {count:,} accounts recomputed{rebuilt}."
+    if job.kind == AdminJobKind.RECOMPUTE_ALL:
+        who = job.requested_by.get_username() if job.requested_by else "admin"
+        count = companies_recompute_all(
+            reason=f"admin: {who}",
+            history=bool(job.arguments.get("history", True)),
+            progress=progress,
+        )
+        return f"Recomputed {count:,} accounts."
+    raise ValueError(f"unknown admin job kind {job.kind!r}")
+
+
+def admin_job_fail(job_id: int, *, run_id: str, error: str) -> bool:
+    """Mark the job failed, if ``run_id`` still holds it (a run that lost it says nothing)."""
+    return bool(
+        AdminJob.objects.filter(pk=job_id, run_id=run_id, state=AdminJobState.RUNNING).update(
+            state=AdminJobState.FAILED, finished_at=timezone.now(), error=error[:2000]
+        )
+    )
+
+
+def admin_jobs_lost(*, older_than: timedelta, now=None) -> list[int]:
+    """Jobs whose task was lost, to publish again (the beat ``refresh-sweep``).
+
+    Queued for longer than ``older_than``: the broker was down when the request published (or
+    the message was lost). Running without progress for ``ADMIN_JOB_STALE``: the worker died
+    and the message is gone; such a job goes back to queued, so the run that takes it next
+    starts it over, and the lost run, if it was only slow, stops at its next chunk. Each job
+    found is stamped, so it is published once per ``older_than``, not at every sweep.
+    """
+    now = now or timezone.now()
+    lost = Q(state=AdminJobState.QUEUED, heartbeat_at__lt=now - older_than) | Q(
+        state=AdminJobState.RUNNING, heartbeat_at__lt=now - max(older_than, ADMIN_JOB_STALE)
+    )
+    found = []
+    for job_id in AdminJob.objects.filter(lost).values_list("id", flat=True):
+        # Row by row, the condition checked again: a job taken meanwhile is left to its run.
+        requeued = AdminJob.objects.filter(lost, pk=job_id).update(
+            state=AdminJobState.QUEUED, run_id="", heartbeat_at=now
+        )
+        if requeued:
+            found.append(job_id)
+    if found:
+        logger.warning("admin job(s) %s lost their task: queued again", found)
+    return found

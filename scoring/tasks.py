@@ -1,10 +1,15 @@
 """Scoring's Celery tasks: thin shells that take ids, call a service, and can run twice safely."""
 
+import logging
 from datetime import date, timedelta
 
-from celery import shared_task
+from celery import Task, shared_task
+from django.db import DatabaseError, transaction
 
 from scoring import alerts, exports, services
+from usage_portal.celery import BROKER_ERRORS
+
+logger = logging.getLogger(__name__)
 
 # Backoff 1, 2, 4 … 120 s: eight tries span about four minutes, past a database restart or
 # fail-over (three tries gave up after 7 s); what outlasts them the refresh sweep picks up.
@@ -18,18 +23,24 @@ RETRY = {
 
 @shared_task(acks_late=True, **RETRY)
 def refresh_companies(
-    company_ids: list[int], reason: str = "", since: str | None = None, history: bool = True
+    company_ids: list[int],
+    reason: str = "",
+    since: str | None = None,
+    history: bool = True,
+    only_pending: bool = False,
 ) -> int:
     """Recompute scores for these companies (queued by ``scoring.listeners`` after a change).
 
     ``history``: rescore monthly history too, from ``since``'s month on (ISO date; all of it
     when absent). Messages queued before ``history`` existed rebuild history, as they did.
+    ``only_pending``: skip what an earlier run already brought up to date (coalescing).
     """
     return services.companies_refresh(
         company_ids=company_ids,
         reason=reason,
         history=history,
         since=date.fromisoformat(since) if since else None,
+        only_pending=only_pending,
     )
 
 
@@ -60,5 +71,47 @@ def send_drop_digests() -> int:
 
 @shared_task(acks_late=True, **RETRY)
 def refresh_sweep(older_than_seconds: int = 120) -> int:
-    """Beat, every minute: accounts whose refresh was lost on the way (see the service)."""
+    """Beat, every minute: accounts whose refresh was lost on the way (see the service), and
+    admin jobs whose task was lost (published again, first; a worker runs them, not this)."""
+    for job_id in services.admin_jobs_lost(older_than=timedelta(seconds=older_than_seconds)):
+        admin_job_publish(job_id)
     return services.pending_refreshes_drain(older_than=timedelta(seconds=older_than_seconds))
+
+
+class AdminJobTask(Task):
+    """A job whose retries are spent says so on its progress page instead of staying "running"
+    (the service marks the errors it does not retry itself)."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        job_id = kwargs.get("job_id", args[0] if args else None)
+        try:
+            services.admin_job_fail(job_id, run_id=task_id, error=f"{type(exc).__name__}: {exc}")
+        except DatabaseError:
+            # The database is away: the job stays running, and the sweep queues it again once
+            # its progress is stale.
+            logger.warning("could not mark admin job %s failed", job_id, exc_info=True)
+
+
+@shared_task(bind=True, base=AdminJobTask, acks_late=True, **RETRY)
+def run_admin_job(self, job_id: int) -> str:
+    """A long admin action (``AdminJob``): safe to deliver twice, or again after a kill."""
+    return services.admin_job_run(job_id, run_id=self.request.id, retry=bool(self.request.retries))
+
+
+def admin_job_publish(job_id: int) -> bool:
+    """Queue the job's run, best-effort: with the broker down the job waits, queued in the
+    database, for the sweep to publish it again."""
+    try:
+        run_admin_job.delay(job_id)
+    except BROKER_ERRORS:
+        logger.warning(
+            "could not queue admin job %s; the sweep will publish it again", job_id, exc_info=True
+        )
+        return False
+    return True
+
+
+def admin_job_queue(job_id: int) -> None:
+    """Publish the job's run once the transaction that recorded it commits (never before: a
+    worker must find the row, and a rolled-back request queues nothing)."""
+    transaction.on_commit(lambda: admin_job_publish(job_id))

@@ -41,6 +41,10 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("scoring.drops", CORE),
     ("scoring.overall", CORE),
     ("scoring.schemes", CORE),
+    ("usage_portal.logs", CORE),  # the request id and the JSON line: stdlib and its formatter
+    ("usage_portal.version", CORE),
+    ("scoring.spreadsheet", CORE),
+    ("accounts.zones", CORE),  # the time zones the portal knows: zoneinfo only
     ("*.models", MODELS),
     ("*.querysets", MODELS),
     ("accounts.permissions", MODELS),
@@ -50,12 +54,15 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("*.services", SERVICES),
     ("*.services.*", SERVICES),
     ("*.tasks", SERVICES),
+    ("accounts.audit", SERVICES),  # the audit trail's one writer
+    ("accounts.sso", SERVICES),  # single sign-on's backend: creates users, sets their roles
     ("instances.labels", SERVICES),
     ("instances.rules", SERVICES),
     ("instances.retention", SERVICES),
     ("scoring.exports", SERVICES),
     ("scoring.alerts", SERVICES),
     ("scoring.listeners", SERVICES),
+    ("scoring.jobruns", SERVICES),
     ("usage_portal.celery", SERVICES),
     ("usage_portal.broker", SERVICES),
     ("usage_portal.sampledata", SERVICES),
@@ -64,8 +71,12 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("usage_portal.web.*", INTERFACES),
     ("usage_portal.urls", INTERFACES),
     ("usage_portal.wsgi", INTERFACES),
+    ("usage_portal.gunicorn_hooks", INTERFACES),  # gunicorn's server hooks (Procfile)
     ("usage_portal.context_processors", INTERFACES),
+    ("usage_portal.staticfinders", INTERFACES),  # plotly.js, from the plotly package
+    ("usage_portal.contentpolicy", INTERFACES),  # the CSP's hashes, read by the settings
     ("usage_portal.middleware", INTERFACES),
+    ("usage_portal.sentry", INTERFACES),  # started by the settings
     ("*.admin", INTERFACES),
     ("*.apps", INTERFACES),
     ("*.management", INTERFACES),

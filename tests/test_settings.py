@@ -107,6 +107,7 @@ def test_celery_beat_schedule_declares_every_periodic_job():
         "instances.tasks.purge_raw_payloads",
         "scoring.tasks.send_drop_digests",
         "scoring.tasks.refresh_sweep",
+        "accounts.tasks.clear_expired_sessions",
     }
     from usage_portal.celery import app
 

@@ -1,5 +1,7 @@
 from django.conf import settings
 
+from usage_portal.version import portal_version
+
 
 def _roles(request) -> list[str]:
     user = getattr(request, "user", None)
@@ -20,4 +22,6 @@ def portal(request):
     return {
         "portal_roles": roles,
         "label_refresh_delay_hours": settings.LABEL_REFRESH_DELAY_HOURS,
+        # The footer's, as /healthz reports it: which release a screenshot or a report came from.
+        "portal_version": portal_version(),
     }

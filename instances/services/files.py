@@ -307,7 +307,8 @@ def _upload_store(upload: File, by=None) -> tuple[UploadResult, set[int]]:
             name, True, "already stored (duplicate)", outcome.ping_id, status="duplicate"
         )
         return result, set()
-    when = parsed.recorded_at.strftime("%Y-%m-%d %H:%M UTC")
+    # In the uploader's zone: the upload page activates it (UTC anywhere else).
+    when = f"{timezone.localtime(parsed.recorded_at):%Y-%m-%d %H:%M %Z}"
     detail = f"stored: {parsed.hostname or parsed.uuid}, version {parsed.version or '?'}, {when}"
     if outcome.unmapped:
         detail += " — license maps to no subscription yet (kept, shown under Data quality)"

@@ -18,8 +18,9 @@ from django.db import transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
+from accounts.audit import audit_records
 from accounts.changes import companies_changed
-from accounts.models import Subscription
+from accounts.models import AuditAction, Subscription
 from instances.models import (
     Instance,
     License,
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 #: (license, its subscription before, its subscription after) — one change of a mapping.
 MappingStep = tuple[License, Subscription | None, Subscription]
 
+#: Who changed a mapping when no person did, in the audit trail.
+MAPPED_BY = {MappingSource.PING: "ingest", MappingSource.IMPORT: "import_crm"}
+
 
 def mapping_changes_record(
     *, steps: Sequence[MappingStep], via: str, by=None, at: datetime
@@ -44,7 +48,8 @@ def mapping_changes_record(
     """Write the audit row of each mapping change; a step that keeps its subscription is none.
 
     The one writer of ``LicenseMappingChange``: every path that sets ``License.subscription``
-    calls it in the same transaction (licenses must be saved). One query.
+    calls it in the same transaction (licenses must be saved). Each change is also an event
+    of the audit trail (``AuditEvent``). Two queries.
     """
     user = by if by is not None and by.is_authenticated else None
     rows = [
@@ -61,7 +66,18 @@ def mapping_changes_record(
         for lic, old, new in steps
         if old is None or old.pk != new.pk
     ]
-    return LicenseMappingChange.objects.bulk_create(rows) if rows else []
+    if not rows:
+        return []
+    audit_records(
+        actor=user,
+        actor_label=MAPPED_BY.get(via, "system"),
+        action=AuditAction.LICENSE_MAPPED,
+        items=[
+            (row.license, {"from": row.from_name or None, "to": row.to_name, "via": via})
+            for row in rows
+        ],
+    )
+    return LicenseMappingChange.objects.bulk_create(rows)
 
 
 def _license_key(item: PingInput) -> tuple[str, str] | None:

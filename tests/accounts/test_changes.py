@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.conf import settings
 from django.db import transaction
 
 from accounts import changes
@@ -36,7 +37,15 @@ def sent():
 @pytest.fixture
 def queued(monkeypatch):
     calls = []
-    monkeypatch.setattr(tasks.refresh_companies, "delay", lambda *args: calls.append(args))
+
+    def apply_async(args, kwargs, countdown):
+        # Every refresh queued after a change waits a moment and skips what an earlier run
+        # already covered: a burst is refreshed once.
+        assert kwargs == {"only_pending": True}
+        assert countdown == settings.REFRESH_COALESCE_SECONDS == 1.0
+        calls.append(tuple(args))
+
+    monkeypatch.setattr(tasks.refresh_companies, "apply_async", apply_async)
     return calls
 
 

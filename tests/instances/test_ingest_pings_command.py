@@ -123,7 +123,9 @@ def test_mapped_pings_queue_one_refresh_at_the_end(
     from scoring import tasks
 
     calls = []
-    monkeypatch.setattr(tasks.refresh_companies, "delay", lambda *args: calls.append(args))
+    monkeypatch.setattr(
+        tasks.refresh_companies, "apply_async", lambda args, *_, **__: calls.append(tuple(args))
+    )
     subs = [SubscriptionFactory(), SubscriptionFactory()]
     for n in range(30):
         write(tmp_path / f"{n}.json", weekly(n, 0, subscription_id=subs[n % 2].name))

@@ -425,7 +425,9 @@ def test_a_batch_queues_one_score_refresh_after_commit(
     from scoring import tasks
 
     calls = []
-    monkeypatch.setattr(tasks.refresh_companies, "delay", lambda *args: calls.append(args))
+    monkeypatch.setattr(
+        tasks.refresh_companies, "apply_async", lambda args, *_, **__: calls.append(tuple(args))
+    )
     sub = SubscriptionFactory()
     inputs = [
         payload(recorded_at=WHEN + timedelta(weeks=w), subscription_id=sub.name) for w in range(3)

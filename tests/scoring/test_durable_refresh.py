@@ -175,3 +175,47 @@ def test_a_full_recompute_settles_what_was_pending_before_it(account):
 
     companies_recompute_all(history=True)
     assert not PendingRefresh.objects.exists()
+
+
+def test_a_burst_of_changes_is_refreshed_once(account, django_assert_max_num_queries):
+    """One task per ping is queued; the first to run settles the whole burst, the rest skip.
+
+    Before, every task recomputed the account (and its monthly history) again: a burst of 50
+    pings for one account cost 50 refreshes.
+    """
+    store_ping(account, days_ago=30, metrics={"billable_users": 50}, refresh=False)
+    companies_refresh(company_ids=[account.company_id])
+    snapshots_before = ScoreSnapshot.objects.count()
+    burst = 5
+    for n in range(burst):  # committed, each with its own pending row (and, live, its task)
+        ping = store_ping(
+            account, days_ago=5 - n, metrics={"billable_users": 60 + n}, refresh=False
+        )
+        with transaction.atomic():
+            companies_changed([account.company_id], since=ping.recorded_at.date(), reason="ping")
+    assert PendingRefresh.objects.count() == burst
+
+    queued = {"company_ids": [account.company_id], "reason": "new ping", "history": True}
+    assert tasks.refresh_companies.apply(kwargs=queued | {"only_pending": True}).get() == 1
+    assert snapshot_users(account.company) == 60 + burst - 1
+    assert not PendingRefresh.objects.exists()
+    for _ in range(burst - 1):
+        with django_assert_max_num_queries(1):  # the pending check, nothing else
+            assert tasks.refresh_companies.apply(kwargs=queued | {"only_pending": True}).get() == 0
+    assert ScoreSnapshot.objects.count() == snapshots_before + 1
+
+
+def test_only_pending_still_refreshes_what_is_left(account):
+    other = InstanceFactory(subscription=SubscriptionFactory(licensed_seats=100), company=None)
+    other.company = other.subscription.company
+    other.save()
+    with transaction.atomic():
+        companies_changed([other.company_id], reason="new ping")
+    written = companies_refresh(
+        company_ids=[account.company_id, other.company_id], only_pending=True
+    )
+    assert written == 1
+    assert ScoreSnapshot.objects.filter(company_id=other.company_id, is_current=True).exists()
+    assert not ScoreSnapshot.objects.filter(company_id=account.company_id).exists()
+    # Without only_pending (a direct call, an older message) every company is scored.
+    assert companies_refresh(company_ids=[account.company_id]) == 1

@@ -157,13 +157,17 @@ def test_recompute_scores_command(account):
         call_command("recompute_scores", "--company", "999999")
 
 
-def test_admin_scheme_switch_is_recorded_and_recomputes(client, ops, account):
+def test_admin_scheme_switch_is_recorded_and_recomputes(
+    client, ops, account, django_capture_on_commit_callbacks
+):
     store_ping(account, recorded_at=timezone.now(), refresh=False)
     client.force_login(ops)
-    response = client.post(
-        "/admin/scoring/scoringconfig/add/",
-        {"scheme": "gitlab-dbt-2024", "rebuild_history": "on"},
-    )
+    # The recompute is a background job queued after the commit (it runs eagerly here).
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/admin/scoring/scoringconfig/add/",
+            {"scheme": "gitlab-dbt-2024", "rebuild_history": "on"},
+        )
     assert response.status_code == 302
     change = SchemeChange.objects.get()
     assert change.to_scheme == "gitlab-dbt-2024" and change.changed_by == ops
@@ -226,7 +230,9 @@ def test_instance_moving_company_rescores_both(django_capture_on_commit_callback
     companies_refresh(company_ids=[a.company_id])
     assert MonthlyScore.objects.filter(company=a.company).exists()
     calls = []
-    monkeypatch.setattr(tasks.refresh_companies, "delay", lambda *args: calls.append(args))
+    monkeypatch.setattr(
+        tasks.refresh_companies, "apply_async", lambda args, *_, **__: calls.append(tuple(args))
+    )
     with django_capture_on_commit_callbacks(execute=True):
         store_ping(inst, recorded_at=timezone.now(), subscription=b)
     assert calls == [(sorted([a.company_id, b.company_id]), "new ping", None, True)]

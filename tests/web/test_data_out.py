@@ -41,7 +41,7 @@ def test_health_api_needs_a_session_or_a_token(client, scored):
     url = f"/api/v1/accounts/{scored.crm_account_id}/health"
     assert client.get(url).status_code == 401
     assert client.get(url, HTTP_AUTHORIZATION="Bearer nope").status_code == 401
-    _, secret = ingest_token_create(name="salesforce sync")
+    _, secret = ingest_token_create(name="salesforce sync", scopes=["read"])
     response = client.get(url, HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert response.status_code == 200 and response.json()["crm_account_id"]
 

@@ -24,7 +24,7 @@ from scoring.models import PendingRefresh
 from tests.conftest import PASSWORD
 from tests.factories import InstanceFactory, SubscriptionFactory
 from tests.ingest_support import payload
-from tests.scoring.test_worker_faults import OwnRedis
+from tests.redis_support import OwnRedis
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 

@@ -538,7 +538,9 @@ def test_ops_creates_a_token_in_the_admin_and_sees_its_secret_once(ops, client):
 
     client.login(username=ops.username, password=PASSWORD)
     response = client.post(
-        "/admin/instances/ingesttoken/add/", {"name": "nightly pipeline"}, follow=True
+        "/admin/instances/ingesttoken/add/",
+        {"name": "nightly pipeline", "scopes": ["ingest"]},
+        follow=True,
     )
 
     assert response.status_code == 200

@@ -147,7 +147,9 @@ def test_stored_uploads_queue_one_refresh_for_the_companies_they_touched(
     monkeypatch, django_capture_on_commit_callbacks
 ):
     calls = []
-    monkeypatch.setattr(tasks.refresh_companies, "delay", lambda *args: calls.append(args))
+    monkeypatch.setattr(
+        tasks.refresh_companies, "apply_async", lambda args, *_, **__: calls.append(tuple(args))
+    )
     subs = [SubscriptionFactory(), SubscriptionFactory()]
     uploads = [
         upload(

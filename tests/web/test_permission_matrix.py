@@ -35,11 +35,18 @@ from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import URLPattern, URLResolver, get_resolver, path, reverse
 from django.utils import timezone
 
-from accounts.models import Company, TableColumns
+from accounts.models import Company, TableColumns, UserPreferences
 from instances.labels import label_change_request
 from instances.models import Instance, LabelChange, License, UsagePing
 from instances.services.tokens import ingest_token_create
-from scoring.models import AlertStatus, HealthAlert
+from scoring.models import (
+    AdminJob,
+    AdminJobKind,
+    AdminJobState,
+    AlertStatus,
+    HealthAlert,
+    ScoreSnapshot,
+)
 from scoring.services import companies_refresh
 from tests.conftest import PASSWORD, make_user
 from tests.factories import InstanceFactory, SubscriptionFactory, store_ping
@@ -82,6 +89,7 @@ SIGN_IN = Outcome(302, sign_in=True)
 FORBIDDEN = Outcome(403)
 NOT_ALLOWED = Outcome(405)
 NO_TOKEN = Outcome(401)
+NOT_FOUND = Outcome(404)
 #: A redirect after an allowed write.
 DONE = Outcome(302, writes=True)
 #: 200 with something stored: the uploaded ping, the instance-type export file.
@@ -121,6 +129,11 @@ READ_LIST = {
 }
 #: A ``require_POST`` view: every other method is 405 for the signed-in.
 NOT_POST = {method: signed_in(NOT_ALLOWED) for method in ("GET", "HEAD", "PUT", "DELETE")}
+#: An operations probe (/healthz, /readyz): open to everyone, GET and HEAD only.
+PROBE = {
+    **{method: everyone(OK) for method in ("GET", "HEAD")},
+    **{method: everyone(NOT_ALLOWED) for method in ("POST", "PUT", "DELETE")},
+}
 #: A ping sender endpoint: POST only, no session, no CSRF, an ingest token required.
 SENDER = {
     **{method: everyone(NOT_ALLOWED) for method in ("GET", "HEAD", "PUT", "DELETE")},
@@ -145,6 +158,22 @@ MATRIX: dict[str, dict[str, dict[str, Outcome]]] = {
         "POST": signed_in(SIGNED_OUT),
     },
     ADMIN: {},  # tested apart: test_admin_site_*
+    # Single sign-on: not configured in the test settings, so GET is 404 (mozilla-django-oidc's
+    # views allow GET alone: the rest is 405); tests/accounts/test_sso.py and
+    # tests/web/test_sso_browser.py cover it switched on.
+    "oidc_authentication_init": {
+        "GET": everyone(NOT_FOUND),
+        **{method: everyone(NOT_ALLOWED) for method in ("HEAD", "POST", "PUT", "DELETE")},
+    },
+    "oidc_authentication_callback": {
+        "GET": everyone(NOT_FOUND),
+        **{method: everyone(NOT_ALLOWED) for method in ("HEAD", "POST", "PUT", "DELETE")},
+    },
+    # Why SSO refused: open to everyone (nobody is signed in yet), GET and HEAD only.
+    "sso_refused": {
+        **{method: everyone(OK) for method in ("GET", "HEAD")},
+        **{method: everyone(NOT_ALLOWED) for method in ("POST", "PUT", "DELETE")},
+    },
     "dashboard": READ_LIST,
     "dashboard_columns": {**NOT_POST, "POST": signed_in(DONE)},  # one's own columns
     "account_summary": READ_ANY_METHOD,
@@ -179,6 +208,14 @@ MATRIX: dict[str, dict[str, dict[str, Outcome]]] = {
         "DELETE": signed_in(NOT_ALLOWED),
     },
     "metrics_dictionary": READ_ANY_METHOD,
+    # One's own profile (the time zone): there is no one else's to reach.
+    "profile": {
+        "GET": signed_in(OK),
+        "HEAD": signed_in(NOT_ALLOWED),
+        "POST": signed_in(DONE),
+        "PUT": signed_in(NOT_ALLOWED),
+        "DELETE": signed_in(NOT_ALLOWED),
+    },
     "usage_data": SENDER,
     "usage_ping_errors": SENDER,
     "usage_ping_metadata": SENDER,
@@ -195,9 +232,21 @@ MATRIX: dict[str, dict[str, dict[str, Outcome]]] = {
         "GET": row(NO_TOKEN, OK, OK, OK, OK),
         **{method: everyone(NOT_ALLOWED) for method in ("HEAD", "POST", "PUT", "DELETE")},
     },
+    # The Integration API's list: the same gate as api_health (tests/web/test_api_v1.py: tokens).
+    "api_health_list": {
+        "GET": row(NO_TOKEN, OK, OK, OK, OK),
+        **{method: everyone(NOT_ALLOWED) for method in ("HEAD", "POST", "PUT", "DELETE")},
+    },
+    # The OpenAPI document: open to everyone, it holds no account's data.
+    "api_openapi": {
+        **{method: everyone(OK) for method in ("GET", "HEAD")},
+        **{method: everyone(NOT_ALLOWED) for method in ("POST", "PUT", "DELETE")},
+    },
     "export_health_csv": {
+        # A session or a read token; nobody signed in and no token is sent to sign in. The
+        # method is checked first, as on the API.
         "GET": signed_in(OK),
-        **{method: signed_in(NOT_ALLOWED) for method in ("HEAD", "POST", "PUT", "DELETE")},
+        **{method: everyone(NOT_ALLOWED) for method in ("HEAD", "POST", "PUT", "DELETE")},
     },
     "export_instance_types": {
         # The permission is checked before the method.
@@ -206,6 +255,15 @@ MATRIX: dict[str, dict[str, dict[str, Outcome]]] = {
         "POST": row(SIGN_IN, FORBIDDEN, FORBIDDEN, FORBIDDEN, STORED),
         "PUT": row(SIGN_IN, FORBIDDEN, FORBIDDEN, FORBIDDEN, NOT_ALLOWED),
         "DELETE": row(SIGN_IN, FORBIDDEN, FORBIDDEN, FORBIDDEN, NOT_ALLOWED),
+    },
+    # Probes: no sign-in, GET and HEAD only (tests/web/test_ops_endpoints.py for the answers).
+    "healthz": PROBE,
+    "readyz": PROBE,
+    # Off (404) until METRICS_TOKEN or METRICS_ALLOWED_IPS says who may scrape; the method is
+    # checked first.
+    "ops_metrics": {
+        **{method: everyone(NOT_FOUND) for method in ("GET", "HEAD")},
+        **{method: everyone(NOT_ALLOWED) for method in ("POST", "PUT", "DELETE")},
     },
 }
 # fmt: on
@@ -353,6 +411,7 @@ BODIES: dict[str, Callable[[World], dict | bytes]] = {
     "account_roi": lambda w: {"roi-roi": "Red", "roi-note": "no objective met"},
     "alert_close": lambda w: {"note": "seats cut at renewal", "next": "/alerts/"},
     "license_map": lambda w: {"subscription": w.company.subscriptions.get().name},
+    "profile": lambda w: {"time_zone": "Asia/Tokyo"},
     "ping_upload": lambda w: {
         "files": [SimpleUploadedFile("ping.json", _ping_json(w), "application/json")]
     },
@@ -389,11 +448,11 @@ def client_for(role: str, w: World, **kwargs) -> Client:
 
 
 def snapshot(export_dir: Path) -> dict[str, str]:
-    """A digest of every row of every model (sessions aside: signing in and out write them),
-    and of the export folder."""
+    """A digest of every row of every model (sessions and django-axes' sign-in records aside:
+    signing in and out write them), and of the export folder."""
     digests = {}
     for model in apps.get_models():
-        if model is Session:
+        if model is Session or model._meta.app_label == "axes":
             continue
         fields = [f.attname for f in model._meta.concrete_fields]
         rows = model._base_manager.order_by("pk").values_list(*fields)
@@ -433,6 +492,7 @@ WRITES: dict[str, Callable[[World, object], bool]] = {
         License.objects.get(pk=w.license.pk).subscription_id == w.company.subscriptions.get().pk
     ),
     "ping_upload": lambda w, user: UsagePing.objects.filter(instance=w.instance).count() == 2,
+    "profile": lambda w, user: UserPreferences.time_zone_of(user) == "Asia/Tokyo",
     "export_instance_types": lambda w, user: any(w.export_dir.glob("instance_types_*.csv")),
 }
 
@@ -540,6 +600,52 @@ ADMIN_CASES = {
         lambda w: {"post": "yes"},
         row(SIGN_IN, ADMIN_SIGN_IN, ADMIN_SIGN_IN, ADMIN_SIGN_IN, FORBIDDEN),
     ),
+    # Background jobs (tests/scoring/test_admin_jobs.py): their pages answer 403, not the
+    # admin's sign-in page, to anyone signed in but ops (a polling script cannot follow one).
+    "job_progress": (
+        "GET",
+        lambda w: f"/admin/scoring/adminjob/{_finished_job().pk}/progress/",
+        lambda w: None,
+        row(SIGN_IN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "job_status": (
+        "GET",
+        lambda w: f"/admin/scoring/adminjob/{_finished_job().pk}/status/",
+        lambda w: None,
+        row(SIGN_IN, FORBIDDEN, FORBIDDEN, FORBIDDEN, OK),
+    ),
+    "recompute_every_company": (
+        "POST",
+        lambda w: "/admin/scoring/adminjob/recompute/",
+        lambda w: {},
+        row(SIGN_IN, FORBIDDEN, FORBIDDEN, FORBIDDEN, DONE),
+    ),
+    "recompute_action": (
+        "POST",
+        lambda w: "/admin/scoring/scoresnapshot/",
+        lambda w: {
+            "action": "recompute",
+            "_selected_action": [str(ScoreSnapshot.objects.filter(company=w.company).get().pk)],
+        },
+        row(SIGN_IN, ADMIN_SIGN_IN, ADMIN_SIGN_IN, ADMIN_SIGN_IN, DONE),
+    ),
+}
+
+
+def _finished_job() -> AdminJob:
+    return AdminJob.objects.create(kind=AdminJobKind.RECOMPUTE_ALL, state=AdminJobState.DONE)
+
+
+def _job_queued(w: World) -> bool:
+    # The task is published after the commit, which this test's transaction never makes.
+    return AdminJob.objects.filter(kind=AdminJobKind.RECOMPUTE_ALL, state="queued").exists()
+
+
+#: The effect of each allowed admin write.
+ADMIN_WRITES: dict[str, Callable[[World], bool]] = {
+    "relabel_action": lambda w: [c.new_value for c in _pending(w)] == ["obsolete"],
+    "recompute_every_company": _job_queued,
+    "recompute_action": _job_queued,
 }
 
 
@@ -563,7 +669,7 @@ def test_admin_site_is_for_ops_only(world, what, role, outcome):
     check(response, outcome, f"{method} {path} as {role}")
     difference = changed(before, snapshot(world.export_dir))
     if outcome.writes:
-        assert [c.new_value for c in _pending(world)] == ["obsolete"]
+        assert ADMIN_WRITES[what](world), f"{method} {path} as {role}: no effect"
     else:
         assert difference == set(), f"{method} {path} as {role} changed {sorted(difference)}"
 

@@ -78,3 +78,46 @@ def test_other_errors_are_left_to_the_500_page(monkeypatch, viewer):
     client.login(username=viewer.username, password=PASSWORD)
 
     assert client.get("/").status_code == 500
+
+
+def test_an_outage_met_by_middleware_outside_the_view_is_a_503_too(monkeypatch, viewer, settings):
+    """The session saved after the view (a sentiment edit's message, a login) meets the
+    database outside any view: Django made that a 500 before the middleware could see it.
+    Found by the fault suite's PostgreSQL restart (tests/faults)."""
+    settings.SESSION_SAVE_EVERY_REQUEST = True  # as a view that changed the session would
+    client = Client(raise_request_exception=False)
+    client.login(username=viewer.username, password=PASSWORD)
+    monkeypatch.setattr("django.contrib.sessions.backends.db.SessionStore.save", down)
+
+    page = client.get("/", HTTP_ACCEPT="text/html")
+    api = client.get("/api/v1/accounts/0011/health")
+
+    assert (page.status_code, page["Retry-After"]) == (503, "30")
+    assert b"Unavailable for a moment" in page.content
+    assert (api.status_code, api["Content-Type"]) == (503, "application/json")
+    assert api.json()["retry_after"] == 30
+
+
+def test_the_login_check_meeting_an_outage_is_a_503(monkeypatch, viewer):
+    client = Client(raise_request_exception=False)
+    client.login(username=viewer.username, password=PASSWORD)
+    monkeypatch.setattr("django.contrib.auth.get_user", down)
+    monkeypatch.setattr("django.contrib.auth.middleware.auth.get_user", down)
+
+    response = client.get("/alerts/")
+
+    assert (response.status_code, response["Retry-After"]) == (503, "30")
+
+
+def test_any_other_error_outside_the_view_stays_a_500(monkeypatch, viewer, settings):
+    settings.SESSION_SAVE_EVERY_REQUEST = True
+    client = Client(raise_request_exception=False)
+    client.login(username=viewer.username, password=PASSWORD)
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug, not an outage")
+
+    monkeypatch.setattr("django.contrib.sessions.backends.db.SessionStore.save", broken)
+    response = client.get("/")
+    assert response.status_code == 500
+    assert "Retry-After" not in response

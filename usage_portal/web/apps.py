@@ -12,5 +12,7 @@ class WebConfig(AppConfig):
 
     def ready(self) -> None:
         from usage_portal.web.kit.tables import install_signature_cache
+        from usage_portal.web.ops.dbmetrics import db_metrics_install
 
         install_signature_cache()
+        db_metrics_install()

@@ -4,16 +4,21 @@ A refusal or a missing page is raised with a sentence for the person (``Permissi
 can change only the accounts you own.")``, ``Http404("No such report.")``); these handlers show
 it. Django's own wordings name a class or a model ("No Company matches the given query.", the
 URL resolver's dictionary) and are replaced by the page's general text. The 500 page is
-Django's ``server_error``: a static template rendered without the request or the database.
+Django's ``server_error``: a static template rendered without the request or the database —
+unless the error was an outage, which is a 503 (``usage_portal.middleware``).
 """
 
 from __future__ import annotations
 
 import re
+import sys
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views import defaults
 from django.views.decorators.csrf import requires_csrf_token
+
+from usage_portal.middleware import unavailable_response
 
 #: ``get_object_or_404``'s message: it names the model, not what the person asked for.
 _GENERIC_NOT_FOUND = re.compile(r"No \w+ matches the given query\.")
@@ -46,3 +51,11 @@ def permission_denied(request: HttpRequest, exception=None) -> HttpResponse:
 @requires_csrf_token
 def page_not_found(request: HttpRequest, exception=None) -> HttpResponse:
     return _error_page(request, exception, 404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's 500, or the 503 when what failed was the database or the queue.
+
+    Django calls the 500 handler inside its ``except`` block, so the exception is at hand.
+    """
+    return unavailable_response(request, sys.exc_info()[1]) or defaults.server_error(request)

@@ -4,10 +4,13 @@ Pure functions: plain rows in, ``{"data": [...], "layout": {...}}`` out, or ``No
 nothing to draw (the chart partial then explains why). Plain dicts rather than
 ``plotly.graph_objects`` skip Plotly's per-object validation; ``static/js/charts.js`` draws them.
 Colours match the Red/Yellow/Green pills; other series use a palette without those hues.
+Every text from data (series names, hostnames among them; marker labels) enters a figure through
+``plot_text``.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -70,6 +73,22 @@ class Marker:
     text: str
 
 
+def plot_text(text: object) -> str:
+    """Text from data as Plotly must be given it to draw it literally.
+
+    Plotly reads a subset of HTML in every text it draws (legend and hover names, annotations,
+    tick labels): a hostname ``<b>x</b>`` would turn bold and ``<a href="…">`` become a link.
+    It decodes ``&amp;``, ``&lt;`` and ``&gt;`` when it draws, so escaping those three shows
+    the text as it is. The markup the charts add themselves (``<br>``) goes in after.
+    """
+    return html.escape(str(text), quote=False)
+
+
+# The hover box names its trace from the trace's (escaped) name, never by writing the name into
+# the template: Plotly would read a "%{…}" in a hostname as one of its own variables.
+_HOVER_NAME = "<extra>%{fullData.name}</extra>"
+
+
 def _scale(unit: Unit) -> float:
     return 100.0 if unit == "fraction" else 1.0
 
@@ -82,6 +101,14 @@ def _iso(moment: date | datetime) -> str:
     if isinstance(moment, datetime):
         return moment.strftime("%Y-%m-%d %H:%M")
     return moment.isoformat()
+
+
+def _stamp(moment: date | datetime) -> str:
+    """A marker's moment with its zone's abbreviation, as the caller's zone gave it ("2026-02-10
+    14:00 CET"; naive is UTC); a day stays a day."""
+    if isinstance(moment, datetime):
+        return f"{_iso(moment)} {moment.tzname() or 'UTC'}"
+    return _iso(moment)
 
 
 #: Scheme changes closer than this share one marker: their labels would overlap on a month axis.
@@ -128,7 +155,9 @@ class _MarkerGroup:
 
 
 def _chain(texts: Sequence[str]) -> str:
-    """Changes in a row read as a chain: "scheme → a", "scheme → b" → "scheme → a<br>→ b"."""
+    """Changes in a row read as a chain: "scheme → a", "scheme → b" → "scheme → a<br>→ b".
+
+    ``texts`` are escaped already (``plot_text``)."""
     head = texts[0].rpartition("→ ")[0]
     if len(texts) > 1 and head and all(t.startswith(f"{head}→ ") for t in texts):
         return "<br>".join([texts[0], *(f"→ {t.removeprefix(head + '→ ')}" for t in texts[1:])])
@@ -165,6 +194,7 @@ def _marker_layout(markers: Sequence[Marker], months: Sequence[date]) -> tuple[l
     shapes, notes = [], []
     for group in groups:
         x = _iso(group.at)
+        texts = [plot_text(text) for text in group.texts]
         shapes.append(
             {
                 "type": "line",
@@ -187,10 +217,9 @@ def _marker_layout(markers: Sequence[Marker], months: Sequence[date]) -> tuple[l
                 # A label past the middle ends at its line: it stays over the plot.
                 "xanchor": "right" if _day(group.at) > middle else "left",
                 "align": "right" if _day(group.at) > middle else "left",
-                "text": _chain(group.texts),
+                "text": _chain(texts),
                 "hovertext": "<br>".join(
-                    f"{_iso(t)} UTC: {text}"
-                    for t, text in zip(group.times, group.texts, strict=True)
+                    f"{_stamp(t)}: {text}" for t, text in zip(group.times, texts, strict=True)
                 ),
                 "showarrow": False,
                 "font": {"size": 10, "color": MARKER_COLOR},
@@ -307,7 +336,7 @@ def scored_line(
     trace = {
         "type": "scatter",
         "mode": "lines+markers",
-        "name": name,
+        "name": plot_text(name),
         "x": [p.month.isoformat() for p in points],
         "y": [None if p.value is None else p.value * scale for p in points],
         "customdata": [p.color or "" for p in points],
@@ -318,9 +347,7 @@ def scored_line(
             "line": {"color": "#fff", "width": 1},
         },
         "connectgaps": False,
-        "hovertemplate": (
-            f"%{{y:{_hover_format(unit)}}}{suffix} %{{customdata}}<extra>{name}</extra>"
-        ),
+        "hovertemplate": f"%{{y:{_hover_format(unit)}}}{suffix} %{{customdata}}{_HOVER_NAME}",
     }
     return {
         "data": [trace],
@@ -343,13 +370,13 @@ def _line_trace(s: Series, n: int, unit: Unit) -> dict:
     return {
         "type": "scatter",
         "mode": "lines+markers",
-        "name": s.name,
+        "name": plot_text(s.name),
         "x": [p.month.isoformat() for p in s.points],
         "y": [None if p.value is None else p.value * scale for p in s.points],
         "line": {"color": color, "width": 2, "dash": "dash" if s.dash else "solid"},
         "marker": {"size": 6, "color": color},
         "connectgaps": False,
-        "hovertemplate": f"%{{y:{_hover_format(unit)}}}{suffix}<extra>{s.name}</extra>",
+        "hovertemplate": f"%{{y:{_hover_format(unit)}}}{suffix}{_HOVER_NAME}",
     }
 
 
@@ -378,10 +405,11 @@ PANEL_TITLE_LINE = 34
 
 
 def _panel_title(name: str) -> str:
+    """The series' name (escaped), its "(type)" on a line of its own when it is long."""
     head, paren, tail = name.rpartition(" (")
     if len(name) <= PANEL_TITLE_LINE or not head:
-        return name
-    return f"{head}<br>{paren.strip()}{tail}"
+        return plot_text(name)
+    return f"{plot_text(head)}<br>{paren.strip()}{plot_text(tail)}"
 
 
 def small_multiples(series: Sequence[Series], *, unit: Unit = "count") -> dict | None:
@@ -443,11 +471,11 @@ def stacked_bars(series: Sequence[Series], *, y_title: str) -> dict | None:
         data.append(
             {
                 "type": "bar",
-                "name": s.name,
+                "name": plot_text(s.name),
                 "x": [p.month.isoformat() for p in s.points],
                 "y": [p.value for p in s.points],
                 "marker": {"color": s.color or PALETTE[n % len(PALETTE)]},
-                "hovertemplate": f"%{{y:,.0f}}<extra>{s.name}</extra>",
+                "hovertemplate": f"%{{y:,.0f}}{_HOVER_NAME}",
             }
         )
     months = [p.month for s in shown for p in s.points]

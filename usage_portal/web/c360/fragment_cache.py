@@ -9,7 +9,8 @@ never served once the change is committed. ``C360_CACHE_SECONDS`` bounds what de
 clock rather than the data (an instance going silent past the stale limit); 0 turns caching off.
 
 What differs between people is in the key (``variant``: may they label, apply now; a setting the
-parts print, such as the stale limit) or is put in afterwards: the CSRF token is a placeholder in
+parts print, such as the stale limit; always the language and the reader's time zone, which
+every printed moment is in) or is put in afterwards: the CSRF token is a placeholder in
 the cached HTML (``csrf_fill``). The key also holds a digest of the code that builds the parts
 (``code_version``), so a deploy starts afresh. ``sections`` holds the builders.
 """
@@ -27,14 +28,21 @@ from django.conf import settings
 from django.core.cache import cache
 from django.middleware.csrf import get_token
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.timezone import get_current_timezone_name
 from django.utils.translation import get_language
 
 from accounts.models import Company
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-#: Stands for the request's CSRF token in cached HTML.
-CSRF_PLACEHOLDER = "csrf-token-placeholder-6f1d"
+#: Stands for the request's CSRF token in cached HTML. Hostnames, account names and notes are in
+#: that HTML too, so data must never be able to spell it, or ``csrf_fill`` would print the
+#: viewer's token in their place. It is wrapped in ``<`` and ``>``, which Django's escaping
+#: (autoescape, ``escape``, ``format_html``) always turns into ``&lt;`` and ``&gt;`` in text it
+#: prints: only markup can hold it. It is safe markup, so the template prints it as it is
+#: (``value="<…>"`` is valid HTML). A random per-process placeholder would not do: the cache is
+#: shared (Redis), and rows one process builds are filled by another.
+CSRF_PLACEHOLDER = mark_safe("<csrf-token-placeholder-6f1d>")  # noqa: S308 - a constant
 
 
 @functools.cache
@@ -52,10 +60,16 @@ def code_version() -> str:
 
 
 def key(company: Company, part: str, *variant) -> str:
-    """``c360:<code>:<account>:<version>:<part>:<digest of variant and language>``."""
+    """``c360:<code>:<account>:<version>:<part>:<digest of variant, language and zone>``."""
     version = company.updated_at.isoformat() if company.updated_at else "-"
-    detail = hashlib.blake2b(repr((variant, get_language())).encode(), digest_size=12).hexdigest()
+    detail = hashlib.blake2b(repr((variant, _reader())).encode(), digest_size=12).hexdigest()
     return f"c360:{code_version()}:{company.pk}:{version}:{part}:{detail}"
+
+
+def _reader() -> tuple[str, str]:
+    """What every cached part depends on besides its data: the language and the time zone its
+    moments are printed in (``usage_portal.web.timezones``)."""
+    return get_language(), get_current_timezone_name()
 
 
 def cached(company: Company, part: str, build: Callable[[], T], *variant) -> T:
@@ -92,10 +106,10 @@ def cached_pieces(kind: str, pieces: Sequence[tuple[object, Callable[[], str]]])
     seconds = settings.C360_CACHE_SECONDS
     if seconds <= 0:
         return [build() for _, build in pieces]
-    language = get_language()
+    reader = _reader()
     names = [
         f"c360:{code_version()}:{kind}:"
-        + hashlib.blake2b(repr((signature, language)).encode(), digest_size=16).hexdigest()
+        + hashlib.blake2b(repr((signature, reader)).encode(), digest_size=16).hexdigest()
         for signature, _ in pieces
     ]
     try:

@@ -34,6 +34,7 @@ from usage_portal.web.c360 import datatables as tables
 from usage_portal.web.c360 import fragment_cache as fragments
 from usage_portal.web.c360.explanations import explain_scorecard
 from usage_portal.web.c360.viewmodels import ChangeView, InstanceRow, OutsideRow, PendingNote
+from usage_portal.web.timezones import day_of
 
 
 def as_of_title(title: str, as_of: date | None) -> str:
@@ -396,7 +397,7 @@ def _instance_blocks(history: selectors.MonthlyHistory, selected) -> list[ChartB
         else "No values reported for these metrics."
     )
     as_of = max((history.usage[(selected.pk, m)]["recorded_at"] for m in months), default=None)
-    as_of_day = as_of.date() if as_of else None
+    as_of_day = day_of(as_of) if as_of else None  # the reader's day of that ping
     blocks = []
     for n, (title, chosen, y_title) in enumerate(
         (

@@ -154,9 +154,10 @@ def _with_instances(changes, instances: Mapping[int, Instance] | None) -> list:
 
 
 def scheme_markers() -> list[Marker]:
-    """Where the scoring scheme changed, as chart markers."""
+    """Where the scoring scheme changed, as chart markers, in the reader's zone (the chart
+    draws and prints the moment as it reads there)."""
     return [
-        Marker(at=at, text=f"scheme → {to}")
+        Marker(at=timezone.localtime(at), text=f"scheme → {to}")
         for at, to in SchemeChange.objects.order_by("changed_at").values_list(
             "changed_at", "to_scheme"
         )

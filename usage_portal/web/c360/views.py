@@ -32,6 +32,7 @@ from usage_portal.web.c360 import catalogue, sections, selectors
 from usage_portal.web.c360 import fragment_cache as fragments
 from usage_portal.web.c360.forms import InstanceLabelForm, RoiForm, SentimentForm
 from usage_portal.web.c360.viewmodels import ChangeView
+from usage_portal.web.timezones import moment_text
 
 SECTION_TITLES = {
     "summary": "Summary",
@@ -372,7 +373,7 @@ def _announce(request: HttpRequest, instance: Instance, changes: list[LabelChang
             messages.success(
                 request,
                 f"{instance}: {view.field_label} {view.old_label} → {view.new_label} recorded. "
-                f"Reflected in reports at {change.effective_at:%-d %b %Y %H:%M} UTC.",
+                f"Reflected in reports at {moment_text(change.effective_at)}.",
             )
         else:
             messages.info(

@@ -22,13 +22,13 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from instances.companions import parse_ping_error, parse_ping_metadata
-from instances.models import PingReport, PingSource
+from instances.models import PingReport, PingSource, TokenScope
 from instances.parsing import PingRejected, parse_ping
 from instances.services.files import UploadResult, ping_uploads_store
 from instances.services.inputs import PingInput
 from instances.services.rejections import ping_report_store, rejected_payload_keep
 from instances.services.store import pings_store
-from instances.services.tokens import ingest_token_authenticate
+from instances.services.tokens import TokenRefused, ingest_token_authenticate
 from instances.transport import PayloadError, inflate_body, loads_json
 from usage_portal.web.ingest.forms import PingUploadForm
 
@@ -73,18 +73,20 @@ def _sender_endpoint(view):
 
 
 def _authenticate(request: HttpRequest) -> None:
-    """A valid ingest token, or none at all when ALLOW_ANONYMOUS_PINGS is on.
+    """A valid token with the ``ingest`` scope, or none at all when ALLOW_ANONYMOUS_PINGS is on.
 
     A token that is sent is always checked, even when anonymous pings are allowed: a sender
-    with a wrong or revoked token should learn it.
+    with a wrong, revoked, expired or read-only token should learn it.
     """
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise _Refused(401, "Authorization must be 'Bearer <ingest token>'")
-        if ingest_token_authenticate(secret.strip()) is None:
-            raise _Refused(401, "invalid or revoked ingest token")
+        try:
+            ingest_token_authenticate(secret.strip(), scope=TokenScope.INGEST)
+        except TokenRefused as refusal:
+            raise _Refused(refusal.status, refusal.message) from None
     elif not settings.ALLOW_ANONYMOUS_PINGS:
         raise _Refused(401, "an ingest token is required: send 'Authorization: Bearer <token>'")
 

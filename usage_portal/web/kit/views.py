@@ -10,6 +10,7 @@ from django_tables2 import SingleTableMixin
 from django_tables2.export.views import ExportMixin
 
 from accounts.permissions import owns_accounts
+from usage_portal.web.kit.exports import SafeTableExport
 from usage_portal.web.kit.filters import with_csm_default
 from usage_portal.web.kit.tables import TwoStepPaginator
 
@@ -24,6 +25,8 @@ class CsmDefaultFilterView(ExportMixin, SingleTableMixin, FilterView):
     """
 
     export_formats = EXPORT_FORMATS
+    # Every download's cells made spreadsheet-safe: names and hostnames come from outside.
+    export_class = SafeTableExport
     table_pagination = {"per_page": 50, "paginator_class": TwoStepPaginator}
     nav = ""
 

@@ -5,7 +5,6 @@ Built from the kit's column types (``usage_portal.web.kit.tables``), rendered by
 
 from __future__ import annotations
 
-from datetime import UTC
 from urllib.parse import urlencode
 
 import django_tables2 as tables
@@ -37,6 +36,7 @@ from usage_portal.web.kit.tables import (
     percent,
     pill,
 )
+from usage_portal.web.timezones import short_moment_text
 
 NOWRAP = {"td": {"class": "nowrap"}}
 TYPE_LABELS = dict(InstanceType.choices)
@@ -59,8 +59,9 @@ def days_since(moment) -> int | None:
 
 
 def _when(moment) -> str:
-    """When a pending change applies, short: "3 Dec 14:00 UTC" (changes apply within days)."""
-    return f"{timezone.localtime(moment, UTC):%-d %b %H:%M} UTC" if moment else ""
+    """When a pending change applies, short: "3 Dec 14:00 CET" (changes apply within days), in
+    the reader's zone; downloads write UTC (``kit.exports``)."""
+    return short_moment_text(moment)
 
 
 def instance_name(record: Instance) -> str:

@@ -19,6 +19,7 @@ from scoring.schemes import (
     Scheme,
 )
 from scoring.services import stale_ping_days
+from usage_portal.web.timezones import day_of
 
 # --------------------------------------------------------------------------------------------------
 # Why an account has no usage data
@@ -71,7 +72,7 @@ def no_usage_reason(account) -> NoUsageReason:
             "account_instances",
         )
     if not account.n_fresh:
-        last = account.last_ping_at.date().isoformat() if account.last_ping_at else "never"
+        last = day_of(account.last_ping_at).isoformat() if account.last_ping_at else "never"
         return NoUsageReason(
             "stale",
             "All instances stale",

@@ -1,0 +1,1 @@
+"""The signed-in person's own profile page: their time zone."""
