@@ -36,6 +36,14 @@ def bodies_for(stack: Stack, weeks_per_account: int) -> list[bytes]:
     return [ping_body(a, week) for week in next_weeks(weeks_per_account) for a in accounts]
 
 
+def traffic_for(stack: Stack, weeks_per_account: int, answers: Answers) -> Background:
+    """CLIENTS senders posting that many new weeks for every fault account, in the background."""
+    return Background(
+        stack.base_url, stack.world_info["token"], bodies_for(stack, weeks_per_account),
+        clients=CLIENTS, answers=answers,
+    )  # fmt: skip
+
+
 def check_recovered(stack: Stack, finals: dict[str, int], answers: Answers) -> dict:
     refused = {k: v for k, v in finals.items() if v not in (200, 201)}
     assert not refused, f"pings refused for good: {list(refused.items())[:5]}"
@@ -58,10 +66,7 @@ def check_recovered(stack: Stack, finals: dict[str, int], answers: Answers) -> d
 
 def test_the_stack_takes_traffic_with_no_fault(stack):
     answers = Answers()
-    finals = Background(
-        stack.base_url, stack.world_info["token"], bodies_for(stack, 2),
-        clients=CLIENTS, answers=answers,
-    ).join()  # fmt: skip
+    finals = traffic_for(stack, 2, answers).join()
     assert set(finals.values()) == {201}
     assert answers.statuses == {201: len(finals)}
     check_recovered(stack, finals, answers)
@@ -71,10 +76,7 @@ def test_the_stack_takes_traffic_with_no_fault(stack):
 def test_redis_restarts_under_traffic(stack, run):
     """Broker and cache gone for a second, three times per run: nothing lost, nothing refused."""
     answers = Answers()
-    traffic = Background(
-        stack.base_url, stack.world_info["token"], bodies_for(stack, 8),
-        clients=CLIENTS, answers=answers,
-    )  # fmt: skip
+    traffic = traffic_for(stack, 8, answers)
     for _ in range(3):
         time.sleep(0.7)
         stack.redis.restart(down_for=1.0)
@@ -88,10 +90,7 @@ def test_redis_restarts_under_traffic(stack, run):
 def test_a_hung_redis_costs_seconds_not_the_web_tier(stack, run):
     """Redis paused (SIGSTOP) for 8 s: no request waits for it, the login page still answers."""
     answers = Answers()
-    traffic = Background(
-        stack.base_url, stack.world_info["token"], bodies_for(stack, 6),
-        clients=CLIENTS, answers=answers,
-    )  # fmt: skip
+    traffic = traffic_for(stack, 6, answers)
     time.sleep(0.5)
     stack.redis.pause()
     try:
@@ -117,9 +116,7 @@ def test_a_postgresql_restart_under_traffic_and_edits(stack, run):
     retried; a CSM's edits either apply once or say they did not; nothing is lost."""
     info = stack.world_info
     answers = Answers()
-    traffic = Background(
-        stack.base_url, info["token"], bodies_for(stack, 10), clients=CLIENTS, answers=answers
-    )
+    traffic = traffic_for(stack, 10, answers)
     csm = Csm(stack.base_url, info["csm"], info["password"], answers)
     edited: dict[int, str] = {}
     stop = threading.Event()
@@ -186,10 +183,7 @@ def test_a_worker_killed_mid_traffic_loses_no_refresh(stack):
     """The worker (main process and pool, -9) dies while pings arrive; pings are still
     accepted, and once it is back every account's scores match what was stored."""
     answers = Answers()
-    traffic = Background(
-        stack.base_url, stack.world_info["token"], bodies_for(stack, 8),
-        clients=CLIENTS, answers=answers,
-    )  # fmt: skip
+    traffic = traffic_for(stack, 8, answers)
     time.sleep(1.0)
     stack.kill("worker")
     time.sleep(2.0)
