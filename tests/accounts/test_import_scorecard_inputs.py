@@ -157,6 +157,6 @@ def test_an_import_runs_the_same_queries_whatever_its_size(
     ]
     # Companies, existing rows, one insert, the account's touch (lock + update), its pending
     # refresh and the savepoints of the two atomic blocks: 10, for 2 rows as for 40.
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(8):
         summary = support_tickets_import(rows=rows)
     assert (summary.created, summary.updated) == (months, 0)

@@ -200,3 +200,47 @@ def test_the_bench_dataset_digest_covers_every_load_generator_module():
     version's pings leave NULL)."""
     assert all((ROOT / name).is_file() for name in GENERATOR_FILES)
     assert _package_modules_run_by("usage_portal/sampledata/bulk_load.py") <= set(GENERATOR_FILES)
+
+
+def test_ping_parts_make_the_same_rows_as_one_pass_with_ids_that_never_collide():
+    """The bulk load generates the book in parts, one process each: together the parts make
+    exactly the one-pass rows, with contiguous ids, and monthly rows point at their own ping."""
+    from usage_portal.sampledata.loadgen import BookIds, PingRows, ping_parts
+
+    book = build_load_book(**ARGS)
+    ids = BookIds(
+        instance=[1000 + spec.index for spec in book.instances],
+        subscription={s.name: n for n, s in enumerate(book.subscriptions, 1)},
+        license={key: n for n, key in enumerate(book.licenses, 1)},
+        company={c.crm_account_id: n for n, c in enumerate(book.companies, 1)},
+    )
+
+    def rows(part=None):
+        monthly = []
+        pings = list(PingRows(book, ids, monthly=monthly.append, part=part))
+        return pings, monthly
+
+    whole_pings, whole_monthly = rows()
+    parts = ping_parts(book, 3)
+    assert len(parts) == 3
+    assert [p.start for p in parts] == [0, parts[0].stop, parts[1].stop]
+    assert parts[-1].stop == len(book.instances)
+    split = [rows(part) for part in parts]
+    pings = [row for part_pings, _ in split for row in part_pings]
+    monthly = [row for _, part_monthly in split for row in part_monthly]
+    for part, (part_pings, _) in zip(parts, split, strict=True):
+        assert part.pings == len(part_pings) > 0
+
+    # The same pings (everything but the id) and the same monthly rows (but their ids).
+    assert sorted(r[1:] for r in pings) == sorted(r[1:] for r in whole_pings)
+    assert sorted(r[1:4] + r[5:] for r in monthly) == sorted(
+        r[1:4] + r[5:] for r in whole_monthly
+    )
+    # Ids: 1..N, once each, for pings and for monthly rows.
+    assert sorted(r[0] for r in pings) == list(range(1, len(whole_pings) + 1))
+    assert sorted(r[0] for r in monthly) == list(range(1, len(whole_monthly) + 1))
+    # A monthly row's ping is that instance's ping of that month.
+    by_id = {r[0]: r for r in pings}
+    for row in monthly:
+        ping = by_id[row[4]]
+        assert (ping[1], ping[2]) == (row[1], row[5])

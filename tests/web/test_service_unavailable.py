@@ -33,7 +33,7 @@ def test_a_ping_meeting_an_outage_gets_a_json_503_to_retry_on(monkeypatch, error
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("usage_portal.web.ingest.views.pings_store", fail)
+    monkeypatch.setattr("instances.services.batching.pings_store", fail)
 
     response = Client().post(
         "/usage_data", orjson.dumps(payload()), content_type="application/json"

@@ -398,19 +398,71 @@ class BookIds:
     company: dict[str, int]  # by CRM account id
 
 
+@dataclass(frozen=True)
+class PingPart:
+    """A contiguous run of the book's instances and the ids its rows take: parts of one book
+    can be generated side by side (one process each) and their rows never share an id."""
+
+    start: int  # index into book.instances
+    stop: int
+    first_ping_id: int
+    first_monthly_id: int
+    pings: int
+
+
+def ping_parts(book: LoadBook, parts: int) -> list[PingPart]:
+    """Split the book into ``parts`` runs of instances with about as many pings each.
+
+    Each instance pings in consecutive weeks (``weeks_of`` is a range), so its ping count is the
+    range's length and its monthly rows are the calendar months from its first ping to its last
+    (every month between two weekly pings holds one): ids are known before any row is made.
+    """
+    dates = book.week_dates()
+
+    def months(spec) -> int:
+        weeks = book.weeks_of(spec)
+        if not weeks:
+            return 0
+        first, last = dates[weeks[0]], dates[weeks[-1]]
+        return (last.year - first.year) * 12 + last.month - first.month + 1
+
+    share = max(book.ping_count // max(parts, 1), 1)
+    out: list[PingPart] = []
+    start, ping_id, monthly_id, pings, monthly = 0, 1, 1, 0, 0
+    for n, spec in enumerate(book.instances):
+        pings += len(book.weeks_of(spec))
+        monthly += months(spec)
+        last = n == len(book.instances) - 1
+        if last or (pings >= share and len(out) < parts - 1):
+            out.append(PingPart(start, n + 1, ping_id, monthly_id, pings))
+            start, ping_id, monthly_id = n + 1, ping_id + pings, monthly_id + monthly
+            pings = monthly = 0
+    return out
+
+
 class PingRows:
-    """Every ping of the book as a ``PING_COLUMNS`` tuple, week by week, with its monthly rows.
+    """Every ping of the book (or of one ``PingPart``) as a ``PING_COLUMNS`` tuple, week by
+    week, with its monthly rows.
 
     ``monthly`` receives each ``MONTHLY_COLUMNS`` tuple as soon as its month is closed (and the
-    open months at the end). Ids are assigned from 1: the rows go into emptied tables.
+    open months at the end). Ids are assigned from 1 (or the part's first ids): the rows go into
+    emptied tables.
     """
 
-    def __init__(self, book: LoadBook, ids: BookIds, *, monthly: Callable[[tuple], None]) -> None:
+    def __init__(
+        self,
+        book: LoadBook,
+        ids: BookIds,
+        *,
+        monthly: Callable[[tuple], None],
+        part: PingPart | None = None,
+    ) -> None:
         self.book = book
         self.ids = ids
         self.monthly = monthly
-        self.next_ping_id = 1
-        self.next_monthly_id = 1
+        self.instances = book.instances[part.start : part.stop] if part else book.instances
+        self.next_ping_id = part.first_ping_id if part else 1
+        self.next_monthly_id = part.first_monthly_id if part else 1
         self.facts: dict[str, VersionFacts] = {}
 
     def facts_for(self, version: str) -> VersionFacts:
@@ -425,7 +477,7 @@ class PingRows:
         dates = book.week_dates()
         delay = timedelta(minutes=2)
         state = []
-        for spec in book.instances:
+        for spec in self.instances:
             sub = spec.subscription
             saas = spec.kind == "saas"
             state.append(
@@ -503,7 +555,7 @@ class PingRows:
                 yield row
         companies = {
             ids.instance[s.index]: None if s.unmapped else ids.company[s.company.crm_account_id]
-            for s in book.instances
+            for s in self.instances
         }
         for instance_id, (month, row) in open_month.items():
             self._close(month, row, companies[instance_id])

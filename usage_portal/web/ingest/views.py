@@ -24,10 +24,10 @@ from django.views.decorators.csrf import csrf_exempt
 from instances.companions import parse_ping_error, parse_ping_metadata
 from instances.models import PingReport, PingSource, TokenScope
 from instances.parsing import PingRejected, parse_ping
+from instances.services.batching import http_pings
 from instances.services.files import UploadResult, ping_uploads_store
 from instances.services.inputs import PingInput
 from instances.services.rejections import ping_report_store, rejected_payload_keep
-from instances.services.store import pings_store
 from instances.services.tokens import TokenRefused, ingest_token_authenticate
 from instances.transport import PayloadError, inflate_body, loads_json
 from usage_portal.web.ingest.forms import PingUploadForm
@@ -152,16 +152,14 @@ def usage_data(request: HttpRequest) -> HttpResponse:
         rejected_payload_keep(source=PingSource.HTTP, reason=exc.reason, raw=raw)
         return _error(422, f"not a usage ping: {exc.reason}")
     try:
-        summary = pings_store(
-            inputs=[PingInput.from_parsed(parsed, raw=raw)], source=PingSource.HTTP
-        )
+        # Stored with the pings of whatever requests arrive meanwhile (group commit).
+        outcome = http_pings.store(PingInput.from_parsed(parsed, raw=raw))
     except DataError as exc:
         # The parser bounds every value to its column; this is a last line of defence.
         logger.warning("ping from %s refused by the database: %s", parsed.uuid, exc)
         reason = "a value does not fit the database"
         rejected_payload_keep(source=PingSource.HTTP, reason=reason, raw=raw)
         return _error(422, f"not a usage ping: {reason}")
-    outcome = summary.outcomes[0]
     body = {
         "conv_index": {"usage_data_id": outcome.ping_id},
         "status": outcome.status,
