@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -111,6 +112,53 @@ def _migrate(env: dict, log) -> bool:
     return "Applying" in done.output
 
 
+#: Database size per account of a generated book at 104 weeks (50,000 accounts: 10,001 MB).
+MB_PER_COMPANY = 0.21
+#: While generating: the book, its pristine copy, and room for index builds and the WAL.
+GENERATE_FACTOR = 2.5
+SPARE_MB = 2048
+
+
+class NoRoom(Exception):
+    """The PostgreSQL data disk cannot hold the book this run would build."""
+
+
+def _size_mb(admin: psycopg.Connection, name: str) -> float:
+    if not _exists(admin, name):
+        return 0.0
+    return admin.execute("SELECT pg_database_size(%s)", [name]).fetchone()[0] / 2**20
+
+
+def room_check(admin: psycopg.Connection, *, name: str, params: dict, generate: bool) -> str:
+    """Refuse (``NoRoom``) a run the data disk cannot hold; else say what was checked.
+
+    What the run replaces counts as room: generating empties ``name`` and drops the pristine
+    copy; restoring drops ``name`` and copies the pristine one back.
+    """
+    pristine = f"{name}_pristine"
+    book_mb = MB_PER_COMPANY * params["companies"] * params["weeks"] / 104
+    if generate:
+        needed = GENERATE_FACTOR * book_mb + SPARE_MB
+        needed -= _size_mb(admin, name) + _size_mb(admin, pristine)
+    else:
+        needed = book_mb + SPARE_MB - _size_mb(admin, name)
+    try:
+        directory = admin.execute("SHOW data_directory").fetchone()[0]
+    except psycopg.Error:
+        return "free disk not checked (data_directory not readable)"
+    if not Path(directory).exists():
+        return f"free disk not checked (PostgreSQL's {directory} is on another machine)"
+    free = shutil.disk_usage(directory).free / 2**20
+    what = "generate" if generate else "restore"
+    if free < needed:
+        raise NoRoom(
+            f"refusing: to {what} the {params['companies']:,}-account book PostgreSQL needs "
+            f"about {needed / 1024:.1f} GB free on the disk of {directory}, and it has "
+            f"{free / 1024:.1f} GB; free some space or run a smaller book (--companies)"
+        )
+    return f"{free / 1024:.1f} GB free on {directory}, {max(needed, 0) / 1024:.1f} GB needed"
+
+
 _PHASE = re.compile(r"^\s+([a-z][a-z +]+): ([\d.]+)s$")
 
 
@@ -126,7 +174,9 @@ def ensure(*, url: str, params: dict, env: dict, regenerate: bool, max_age_days:
         if marker and marker["params"] == wanted:
             generated = datetime.fromisoformat(marker["info"]["generated_at"])
             fresh = datetime.now(UTC) - generated <= timedelta(days=max_age_days)
-        if marker and fresh and not regenerate:
+        reuse = bool(marker and fresh and not regenerate)
+        log(room_check(admin, name=name, params=params, generate=not reuse))
+        if reuse:
             log(f"reusing the dataset generated {marker['info']['generated_at']} ({pristine})")
             started = datetime.now(UTC)
             if _exists(admin, name):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import statistics
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,12 +19,24 @@ from pathlib import Path
 from . import procs
 from .ingest import Gunicorn, instance_rows, payloads, post_all
 from .report import Figure, Results, percentile
+from .targets import target
 
 POLL = 0.01
 
 
 class Worker(procs.Service):
-    def __init__(self, *, env: dict, log: Path, concurrency: int = 2) -> None:
+    """A Celery worker pool on some queues (``beat``: with the beat scheduler embedded)."""
+
+    def __init__(
+        self,
+        *,
+        env: dict,
+        log: Path,
+        concurrency: int = 2,
+        queues: str = "ingest,scoring,recompute",
+        beat: bool = True,
+        name: str = "celery worker",
+    ) -> None:
         cmd = [
             procs.PYTHON,
             "-m",
@@ -31,23 +44,48 @@ class Worker(procs.Service):
             "-A",
             "usage_portal",
             "worker",
-            "-B",
+            *(["-B"] if beat else []),
             "--queues",
-            "ingest,scoring",
+            queues,
             "--concurrency",
             str(concurrency),
             "--loglevel",
             "INFO",
             "--without-mingle",
             "--without-gossip",
+            "--hostname",
+            f"{queues.split(',')[0]}@%h",
         ]
         env = {**env, "LABEL_SWEEP_SECONDS": "2", "CELERY_TASK_ALWAYS_EAGER": "0"}
-        super().__init__("celery worker", cmd, env=env, log=log)
+        super().__init__(name, cmd, env=env, log=log)
 
     def succeeded(self) -> list[float]:
         """Run times (s) of every task the worker reports as succeeded so far."""
         text = self.log.read_text(errors="replace")
         return [float(s) for s in re.findall(r"succeeded in ([\d.]+)s", text)]
+
+
+def pools(*, env: dict, work: Path) -> dict[str, Worker]:
+    """The bench's worker pools, as a company past one machine would split them: ingest
+    housekeeping (with beat) in one process, scoring and the recompute's chunks in two."""
+    return {
+        "ingest": Worker(
+            env=env,
+            log=work / "worker-ingest.log",
+            concurrency=1,
+            queues="ingest",
+            beat=True,
+            name="celery worker pool 'ingest' (1 process, beat)",
+        ),
+        "scoring": Worker(
+            env=env,
+            log=work / "worker-scoring.log",
+            concurrency=2,
+            queues="scoring,recompute",
+            beat=False,
+            name="celery worker pool 'scoring' (2 processes)",
+        ),
+    }
 
 
 def _wait_for(check, timeout: float) -> float | None:
@@ -68,22 +106,31 @@ def _latency_figures(results, subject, samples, timeouts, target_p95: str) -> No
     latencies = {"p50": statistics.median(samples), "p95": percentile(samples, 95)}
     results.measured(area, subject, targets, latencies)
     results.add(area, subject, "timed out", Figure(timeouts, "samples", "<= 0"))
+    return latencies
 
 
-def ping_to_score(results: Results, *, web: Gunicorn, token: str, samples: int, log) -> None:
-    from scoring.models import ScoreSnapshot
-
+def _scored_companies(samples: int, *, skip: int = 0) -> list[dict]:
+    """One Production instance each of ``samples`` companies spread over the book."""
     rows, seen = [], set()
     for row in instance_rows(subscription__isnull=False, instance_type="production"):
         if row["company_id"] not in seen:
             seen.add(row["company_id"])
             rows.append(row)
     step = max(len(rows) // samples, 1)
-    chosen = rows[::step][:samples]
+    return rows[skip % step :: step][:samples]
+
+
+def _ping_latencies(web: Gunicorn, token: str, chosen: list[dict], *, keep_going, log):
+    """Post each chosen instance's next ping, one at a time, and time until its company's
+    refresh has run: a new current snapshot, and no pending refresh left for the company (a
+    recompute running meanwhile writes snapshots too, but settles no ping's refresh)."""
+    from scoring.models import PendingRefresh, ScoreSnapshot
+
     base = datetime.now(UTC).replace(microsecond=0)
-    bodies = list(payloads(chosen, base=base, step=timedelta(milliseconds=-1)))
     latencies, timeouts = [], 0
-    for inst, body in bodies:
+    for inst, body in payloads(chosen, base=base, step=timedelta(milliseconds=-1)):
+        if not keep_going():
+            break
         company_id = inst["company_id"]
 
         def current(company_id=company_id):
@@ -93,24 +140,102 @@ def ping_to_score(results: Results, *, web: Gunicorn, token: str, samples: int, 
                 .first()
             )
 
+        def refreshed(before, older, company_id=company_id, current=current):
+            # The ping's own pending refresh settled (rows left by earlier phases may wait for
+            # the sweep: they are not this ping's).
+            return (
+                current() != before
+                and not PendingRefresh.objects.filter(company_id=company_id, id__gt=older).exists()
+            )
+
         before = current()
+        older = (
+            PendingRefresh.objects.filter(company_id=company_id)
+            .order_by("-id")
+            .values_list("id", flat=True)
+            .first()
+            or 0
+        )
         t0 = time.perf_counter()
         outcome, _ = post_all(f"{web.url}/usage_data", token, [body], clients=1)
         if outcome[0][0] not in (200, 201):
             log(f"ping for company {company_id} refused: HTTP {outcome[0][0]}")
             timeouts += 1
             continue
-        waited = _wait_for(lambda before=before, current=current: current() != before, 20)
-        if waited is None:
+        if _wait_for(lambda before=before, older=older: refreshed(before, older), 20) is None:
             timeouts += 1
         else:
             latencies.append(time.perf_counter() - t0)
-    subject = f"ping posted -> company score updated ({len(bodies)} companies)"
-    _latency_figures(results, subject, latencies, timeouts, "<= 2")
+    return latencies, timeouts
+
+
+def ping_to_score(results: Results, *, web: Gunicorn, token: str, samples: int, log) -> None:
+    chosen = _scored_companies(samples)
+    latencies, timeouts = _ping_latencies(web, token, chosen, keep_going=lambda: True, log=log)
+    subject = f"ping posted -> company score updated ({len(chosen)} companies)"
+    _latency_figures(results, subject, latencies, timeouts, target("e2e.ping to score p95"))
     if latencies:
         log(
             f"ping -> score: p50 {statistics.median(latencies):.2f}s, "
             f"p95 {percentile(latencies, 95):.2f}s, {timeouts} timed out"
+        )
+
+
+_RECOMPUTED = re.compile(r"Recomputed (\d+) companies .* in ([\d.]+)s")
+
+
+def fan_out(results: Results, *, env: dict, web: Gunicorn, token: str, samples: int, log) -> None:
+    """``recompute_scores --all --fan-out`` with every company's inputs changed (one task per
+    chunk, run by the scoring pool's two processes), pings posted and timed to their score
+    meanwhile; then again with nothing changed."""
+    from django.db import connection
+
+    area, subject = "recompute", "recompute_scores --all --fan-out (scoring pool, 2 processes)"
+    wanted = {"seconds": ("s", target("fan_out.seconds")), "companies/s": ("companies/s", None)}
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE scoring_scoresnapshot SET inputs_hash = '' WHERE is_current")
+    done: dict = {}
+
+    def run() -> None:
+        command = ["recompute_scores", "--all", "--fan-out"]
+        done["result"] = procs.manage(command, env=env, timeout=900)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    # Many more companies than a run can sample: the pings keep coming until the run ends.
+    chosen = _scored_companies(max(samples * 5, 100), skip=1)
+    latencies, timeouts = _ping_latencies(web, token, chosen, keep_going=runner.is_alive, log=log)
+    runner.join()
+    result = done["result"]
+    match = _RECOMPUTED.search(result.output)
+    if not result.ok or not match:
+        why = f"exit {result.returncode}: {result.output.strip()[-200:]}"
+        results.missing(area, subject, wanted, why)
+        return
+    count, seconds = int(match[1]), float(match[2])
+    log(f"fanned-out recompute: {count} companies in {seconds:.1f}s ({count / seconds:.0f}/s)")
+    results.measured(area, subject, wanted, {"seconds": seconds, "companies/s": count / seconds})
+    during = "ping posted -> company score updated, during the fanned-out recompute"
+    _latency_figures(results, during, latencies, timeouts, target("fan_out.ping to score p95"))
+    if latencies:
+        log(
+            f"ping -> score during the recompute: {len(latencies)} samples, p50 "
+            f"{statistics.median(latencies):.2f}s, p95 {percentile(latencies, 95):.2f}s, "
+            f"{timeouts} timed out"
+        )
+    again = procs.manage(["recompute_scores", "--all", "--fan-out"], env=env, timeout=900)
+    match = _RECOMPUTED.search(again.output)
+    unchanged = f"{subject}, nothing changed"
+    if again.ok and match:
+        results.add(
+            area,
+            unchanged,
+            "seconds",
+            Figure(float(match[2]), "s", target("fan_out.unchanged seconds")),
+        )
+    else:
+        results.missing(
+            area, unchanged, {"seconds": ("s", target("fan_out.unchanged seconds"))}, "failed"
         )
 
 
@@ -196,11 +321,13 @@ def soak(
             break
         time.sleep(0.5)
     elapsed = time.perf_counter() - started
-    subject = "celery worker (concurrency 2), score refresh tasks"
+    subject = "celery worker pool 'scoring' (2 processes), score refresh tasks"
     for mark in (checkpoint, total):
         name = f"peak RSS of largest process, {mark:,} tasks"
         if mark in marks:
-            results.add("memory", subject, name, Figure(marks[mark][0], "MB", "<= 300"))
+            results.add(
+                "memory", subject, name, Figure(marks[mark][0], "MB", target("memory.peak RSS"))
+            )
             results.add(
                 "memory",
                 subject,
@@ -209,14 +336,17 @@ def soak(
             )
         else:
             results.missing(
-                "memory", subject, {name: ("MB", "<= 300")}, f"only {done:,} tasks in {timeout}s"
+                "memory",
+                subject,
+                {name: ("MB", target("memory.peak RSS"))},
+                f"only {done:,} tasks in {timeout}s",
             )
     if checkpoint in marks and total in marks:
         results.add(
             "memory",
             subject,
             f"growth {checkpoint:,} -> {total:,} tasks",
-            Figure(marks[total][0] / marks[checkpoint][0], "x", "<= 1.25"),
+            Figure(marks[total][0] / marks[checkpoint][0], "x", target("memory.growth")),
         )
     runtimes = worker.succeeded()[already:]
     if runtimes:

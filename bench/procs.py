@@ -31,6 +31,7 @@ class Done:
     seconds: float
     max_rss_mb: float
     timed_out: bool = False
+    cpu_seconds: float = 0.0  # user + system time of the child (and its waited-for children)
 
     @property
     def ok(self) -> bool:
@@ -84,6 +85,7 @@ def run(
         seconds=time.perf_counter() - started,
         max_rss_mb=usage.ru_maxrss / 1024,
         timed_out=timed_out.is_set(),
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
     )
 
 
@@ -143,6 +145,10 @@ class Service:
             _signal_group(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
+    def cpu_seconds(self) -> float:
+        """User + system time of every live process of this service so far."""
+        return sum(mem["cpu_s"] for mem in self.tree().values())
+
     def tree(self) -> dict[int, dict[str, float]]:
         """RSS and peak RSS (MB) of every live process of this service, by pid."""
         if self.proc is None:
@@ -179,8 +185,30 @@ def tree_memory(root: int) -> dict[int, dict[str, float]]:
         out[pid] = {
             "rss_mb": _kb(fields.get("VmRSS")) / 1024,
             "hwm_mb": _kb(fields.get("VmHWM")) / 1024,
+            "cpu_s": _cpu_seconds(pid),
         }
     return out
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid``, plus those of its children that ended (gunicorn's workers
+    restart after --max-requests: the ones gone still count, once, in their parent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return sum(int(fields[n]) for n in (11, 12, 13, 14)) / _TICKS
+
+
+def reset_peaks(pids) -> None:
+    """Start each process's peak RSS (``VmHWM``) afresh from its current RSS (Linux)."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def _kb(value: str | None) -> float:
