@@ -50,6 +50,8 @@ IMPORT_ORDER = (
 #: CRM export with a column left blank never wipes what the portal holds.
 CLEAR = "-"
 MAX_TICKETS = 1_000_000
+#: A CSM is named by username, at most as long as django.contrib.auth allows one to be.
+USERNAME_LENGTH = 150
 MAX_SEATS = 2_147_483_647  # the column is a 32-bit integer
 MAX_ARR = Decimal("999999999999.99")  # 14 digits, 2 after the point
 
@@ -207,12 +209,14 @@ def _get(row: dict, key: str) -> str:
     return (row.get(key) or "").strip()
 
 
-def _optional(row: dict, key: str, given: set[str]) -> str:
+def _optional(row: dict, key: str, given: set[str], max_length: int | None = None) -> str:
     """An optional column's text ("" when blank or cleared); records in `given` that it is set."""
     value = _get(row, key)
     if value == CLEAR:
         given.add(key)
         return ""
+    if max_length is not None and len(value) > max_length:
+        raise ImportError_(f"{key} is {len(value)} characters long, over the limit of {max_length}")
     if value:
         given.add(key)
     return value
@@ -256,7 +260,7 @@ def _company(row: dict, line: int) -> CompanyRow:
         crm_account_id=_required(row, "crm_account_id", 64),
         name=_required(row, "name", 255),
         segment=_choice(_required(row, "segment"), Segment, "segment"),
-        csm=_optional(row, "csm", given),
+        csm=_optional(row, "csm", given, USERNAME_LENGTH),
         customer_since=_date(_optional(row, "customer_since", given), "customer_since"),
         prioritization=_prioritization(_optional(row, "prioritization", given)),
         given=frozenset(given),

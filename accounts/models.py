@@ -64,10 +64,80 @@ def _choices_check(field: str, choices: type[models.TextChoices], *, blank: bool
     return allowed | Q(**{field: ""}) if blank else allowed
 
 
+#: A measure's colour as ``Company.listing_*_rank``: Red, Yellow, Green, then NA (also no
+#: scorecard at all), the order a colour sorts in.
+LISTING_RANKS = ("Red", "Yellow", "Green", "NA")
+LISTING_NA_RANK = 3
+
+
+def _listing_rank() -> models.PositiveSmallIntegerField:
+    return models.PositiveSmallIntegerField(default=LISTING_NA_RANK, editable=False)
+
+
+#: The listing's sort keys, each sorted with the primary key last so that every order is total:
+#: a colour (then the name), a figure that is never missing, and a figure that may be (sorted
+#: last in both directions, so it needs an index per direction).
+LISTING_RANKED = ("ue", "scm", "ci", "cd", "devsecops", "overall")
+LISTING_COUNTS = ("production", "non_production", "unknown", "other")
+LISTING_NULLABLE = {
+    "lu": "listing_license_utilization",
+    "usage": "listing_product_usage",
+    "seats": "listing_licensed_seats",
+    "billable": "listing_billable_users",
+    "last_ping": "listing_last_ping_at",
+}
+
+
+def _listing_indexes() -> list[models.Index]:
+    """One index per sort order of the dashboard, each scanned forwards for its order and
+    backwards for the reverse (the last pages: ``kit.tables.TwoStepPaginator``)."""
+    indexes = [
+        models.Index(fields=["name", "id"], name="company_by_name"),
+        models.Index(fields=["segment", "name", "id"], name="company_by_segment"),
+        # The CSM sort reads one owner's accounts at a time (``kit.tables.grouped_page_keys``).
+        models.Index(fields=["csm", "id"], name="company_by_csm"),
+    ]
+    indexes += [
+        models.Index(fields=[f"listing_{m}_rank", "name", "id"], name=f"company_by_{m}")
+        for m in LISTING_RANKED
+    ]
+    indexes += [
+        models.Index(fields=[f"listing_{n}", "id"], name=f"company_by_{n}") for n in LISTING_COUNTS
+    ]
+    for short, field in LISTING_NULLABLE.items():
+        indexes.append(models.Index(fields=[field, "id"], name=f"company_by_{short}"))
+        indexes.append(
+            DescNullsLastIndex(
+                models.F(field).desc(nulls_last=True),
+                models.F("id"),
+                name=f"company_by_{short}_desc",
+            )
+        )
+    return indexes
+
+
+class DescNullsLastIndex(models.Index):
+    """An index whose ``DESC NULLS LAST`` keys say so on PostgreSQL and stay plain ``DESC``
+    elsewhere: SQLite refuses the clause in an index, and puts NULLs last in a descending one
+    anyway (it holds NULL smaller than any value)."""
+
+    def create_sql(self, model, schema_editor, using="", **kwargs):
+        index = self
+        if schema_editor.connection.vendor != "postgresql":
+            index = self.clone()
+            index.expressions = tuple(
+                models.OrderBy(e.expression, descending=e.descending)
+                if isinstance(e, models.OrderBy)
+                else e
+                for e in self.expressions
+            )
+        return models.Index.create_sql(index, model, schema_editor, using, **kwargs)
+
+
 class Company(models.Model):
     """A customer account (Gainsight "Company", Salesforce "Account")."""
 
-    name = models.CharField(max_length=255, db_index=True)
+    name = models.CharField(max_length=255)  # indexed with the id: ``company_by_name``
     crm_account_id = models.CharField("CRM account id", max_length=64, unique=True)
     csm = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -108,6 +178,28 @@ class Company(models.Model):
     # The account or its data last changed (``CompanyQuerySet.touch``): the cache version.
     updated_at = models.DateTimeField(auto_now=True)
 
+    # The account's listing: its current scorecard's figures and its instances, kept on the
+    # account so that the dashboard sorts and filters every account on an index (one per sort
+    # order, below) instead of joining scorecards and counting instances per row. Derived data:
+    # ``scoring.listing.listings_refresh`` is their one writer, run with every snapshot write.
+    listing_license_utilization = models.FloatField(null=True, editable=False)
+    listing_product_usage = models.FloatField(null=True, editable=False)
+    listing_licensed_seats = models.BigIntegerField(null=True, editable=False)
+    listing_billable_users = models.BigIntegerField(null=True, editable=False)
+    listing_lu_rank = _listing_rank()
+    listing_ue_rank = _listing_rank()
+    listing_scm_rank = _listing_rank()
+    listing_ci_rank = _listing_rank()
+    listing_cd_rank = _listing_rank()
+    listing_devsecops_rank = _listing_rank()
+    listing_product_usage_rank = _listing_rank()
+    listing_overall_rank = _listing_rank()
+    listing_production = models.PositiveIntegerField(default=0, editable=False)
+    listing_non_production = models.PositiveIntegerField(default=0, editable=False)
+    listing_unknown = models.PositiveIntegerField(default=0, editable=False)
+    listing_other = models.PositiveIntegerField(default=0, editable=False)
+    listing_last_ping_at = models.DateTimeField(null=True, editable=False)
+
     objects = CompanyQuerySet.as_manager()
 
     class Meta:
@@ -132,10 +224,23 @@ class Company(models.Model):
                 condition=_choices_check("roi", Sentiment, blank=True), name="company_roi_valid"
             ),
         ]
-        indexes = [models.Index(fields=["csm", "segment"])]
+        indexes = [models.Index(fields=["csm", "segment"]), *_listing_indexes()]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        # The listing has one writer (``scoring.listing``): saving an account loaded a moment
+        # ago (the admin, an import) must not write back the listing it loaded, which a
+        # scoring run may have moved since.
+        loaded = not self._state.adding and not kwargs.get("force_insert")
+        if loaded and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and not f.name.startswith("listing_")
+            ]
+        super().save(*args, **kwargs)
 
 
 class Subscription(models.Model):

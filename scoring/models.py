@@ -342,3 +342,45 @@ class AdminJob(models.Model):
     @property
     def finished(self) -> bool:
         return self.state in (AdminJobState.DONE, AdminJobState.FAILED)
+
+
+class RecomputeRun(models.Model):
+    """A full recompute fanned out to the workers as one task per chunk of accounts.
+
+    There is no result backend (``CELERY_RESULT_BACKEND = None``), so completion is kept here:
+    the planner writes the run and one ``RecomputeChunk`` row per task in one transaction, each
+    chunk task stamps its own row once its scores are committed, and the task that stamps the
+    last one stamps ``finished_at``. A row per chunk rather than a counter: a chunk delivered
+    twice (its worker killed after the commit, before the acknowledgement) stamps nothing the
+    second time, where a counter would count it twice and call the run finished early.
+    ``recompute_scores --all --fan-out`` waits on ``finished_at``.
+    """
+
+    reason = models.CharField(max_length=64, blank=True)
+    history = models.BooleanField(default=False, help_text="Monthly history rebuilt too")
+    as_of = models.DateField(help_text="The scoring date every chunk scores on")
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    companies = models.PositiveIntegerField(default=0)
+    chunks = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        state = f"finished {self.finished_at:%H:%M:%S}" if self.finished_at else "running"
+        return f"recompute of {self.companies} accounts ({self.chunks} chunks), {state}"
+
+
+class RecomputeChunk(models.Model):
+    """One chunk task of a ``RecomputeRun``: ``done_at`` is set once, by the first run of it."""
+
+    run = models.ForeignKey(RecomputeRun, on_delete=models.CASCADE, related_name="chunk_rows")
+    index = models.PositiveIntegerField()
+    done_at = models.DateTimeField(null=True, blank=True)
+    written = models.PositiveIntegerField(default=0, help_text="Snapshots this chunk wrote")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="recompute_chunk_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.index} of run {self.run_id}"

@@ -3,10 +3,12 @@
 import logging
 from datetime import date, timedelta
 
-from celery import Task, shared_task
+from celery import Task, group, shared_task
 from django.db import DatabaseError, transaction
+from django.utils import timezone
 
 from scoring import alerts, exports, services
+from scoring.models import RecomputeRun
 from usage_portal.celery import BROKER_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -46,10 +48,73 @@ def refresh_companies(
 
 @shared_task(acks_late=True, **RETRY)
 def recompute_all(reason: str = "scheduled", history: bool = False) -> int:
+    """Beat, daily: every company, fanned out as one ``recompute_chunk`` task per chunk.
+
+    Returns the companies planned; the chunks complete in ``RecomputeRun``. Delivered twice (a
+    worker killed after publishing), it plans a second run, whose chunks find the first one's
+    scores current and write nothing.
+    """
     # A release that changed the rules rebuilds everything once (the daily run catches it).
     if services.scheme_version_sync() is not None:
         return 0
-    return services.companies_recompute_all(reason=reason, history=history)
+    return recompute_fan_out(reason=reason, history=history).companies
+
+
+@shared_task(acks_late=True, **RETRY)
+def recompute_chunk(
+    company_ids: list[int],
+    reason: str = "recompute",
+    history: bool = False,
+    as_of: str | None = None,
+    run_id: int | None = None,
+    index: int | None = None,
+    changed: bool = False,
+) -> int:
+    """One chunk of a fanned-out full recompute (routed to the ``recompute`` queue).
+
+    Scores at most ``FAN_OUT_SCORE`` changed accounts and queues the chunk's other changed ones
+    (``changed``) as a task of their own, behind what was queued meanwhile: each task stays
+    short, so the refresh queue is served within a second. Safe to run twice: the second run
+    finds the hashes current and writes nothing, and the chunk is stamped done once, by the
+    task that leaves nothing. ``as_of``: the run's scoring date (ISO), the same for every chunk
+    however late one runs.
+    """
+    written, rest = services.recompute_chunk(
+        company_ids,
+        reason=reason,
+        history=history,
+        as_of=date.fromisoformat(as_of) if as_of else timezone.now().date(),
+        limit=services.FAN_OUT_SCORE,
+        changed=changed,
+        run=(run_id, index) if run_id is not None else None,
+    )
+    if rest:
+        recompute_chunk.apply_async(
+            (rest, reason, history, as_of, run_id, index), {"changed": True}
+        )
+    return written
+
+
+def recompute_fan_out(
+    *, reason: str, history: bool = False, size: int | None = None
+) -> RecomputeRun:
+    """Plan the full recompute and publish its chunk tasks, once the plan is committed.
+
+    A plain group, no chord: the chord's callback would need a result backend, which the
+    portal does not run (``CELERY_RESULT_BACKEND = None``); each chunk stamps its own row in
+    the run instead, and whoever needs to know (``recompute_scores --all --fan-out``) waits on
+    ``RecomputeRun.finished_at``.
+    """
+    run, chunks = services.recompute_plan(reason=reason, history=history, size=size)
+    as_of = run.as_of.isoformat()
+    chunk_tasks = group(
+        recompute_chunk.si(ids, reason, history, as_of, run.pk, index)
+        for index, ids in enumerate(chunks)
+    )
+    if chunks:
+        # After the commit: a chunk must find its run's rows to stamp them.
+        transaction.on_commit(chunk_tasks.apply_async)
+    return run
 
 
 @shared_task(acks_late=True, **RETRY)

@@ -61,6 +61,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("instances.retention", SERVICES),
     ("scoring.exports", SERVICES),
     ("scoring.alerts", SERVICES),
+    ("scoring.listing", SERVICES),  # the accounts' stored listing: its one writer
     ("scoring.listeners", SERVICES),
     ("scoring.jobruns", SERVICES),
     ("usage_portal.celery", SERVICES),
@@ -76,6 +77,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("usage_portal.staticfinders", INTERFACES),  # plotly.js, from the plotly package
     ("usage_portal.contentpolicy", INTERFACES),  # the CSP's hashes, read by the settings
     ("usage_portal.middleware", INTERFACES),
+    ("usage_portal.dbrouting", INTERFACES),  # the read replica's router and middleware
     ("usage_portal.sentry", INTERFACES),  # started by the settings
     ("*.admin", INTERFACES),
     ("*.apps", INTERFACES),

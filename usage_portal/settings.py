@@ -157,6 +157,33 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
+# A read replica (usage_portal/dbrouting.py, docs/deploy.md): pages read from a PostgreSQL
+# streaming replica, writes and a person's next pages after a write from the primary. Unset:
+# one database, no router, no middleware.
+DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "").strip()
+REPLICA_STICKY_SECONDS = env_int("REPLICA_STICKY_SECONDS", 10, minimum=1)
+REPLICA_RETRY_SECONDS = env_int("REPLICA_RETRY_SECONDS", 5, minimum=1)
+if DATABASE_REPLICA_URL:
+    _replica = dj_database_url.parse(DATABASE_REPLICA_URL)
+    # Where it is from its URL; everything else (CONN_MAX_AGE, health checks) as the default's.
+    DATABASES["replica"] = {
+        **DATABASES["default"],
+        **{key: _replica[key] for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")},
+        "OPTIONS": {**DATABASES["default"].get("OPTIONS", {}), **_replica.get("OPTIONS", {})},
+        # The test suite reads the default's test database through it, never a copy of its own.
+        "TEST": {"MIRROR": "default"},
+    }
+    if DATABASES["replica"]["ENGINE"] == "django.db.backends.postgresql":
+        # A replica that does not answer costs a page this long once, then the primary serves.
+        DATABASES["replica"]["OPTIONS"].setdefault(
+            "connect_timeout", env_int("REPLICA_CONNECT_TIMEOUT", 2, minimum=1)
+        )
+    DATABASE_ROUTERS = ["usage_portal.dbrouting.ReplicaRouter"]
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.sessions.middleware.SessionMiddleware") + 1,
+        "usage_portal.dbrouting.ReplicaMiddleware",
+    )
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -486,6 +513,10 @@ CELERY_TASK_ROUTES = {
     "accounts.tasks.*": {"queue": "ingest"},  # housekeeping, off the scoring queue
     "instances.tasks.*": {"queue": "scoring"},  # labeling rules: scores follow them
     "instances.labels.*": {"queue": "scoring"},
+    # The full recompute's chunks queue apart: a worker consuming both queues takes from each in
+    # turn, so a ping's refresh waits for one chunk task, not behind the 200 of a 50,000-account
+    # book (the exact name wins over the pattern below).
+    "scoring.tasks.recompute_chunk": {"queue": "recompute"},
     "scoring.tasks.*": {"queue": "scoring"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "scoring"

@@ -161,7 +161,8 @@ def test_bad_rows_are_reported_by_line_and_the_good_rows_imported(tmp_path, csm)
         + "0016100000000005,Soylent,Digital,,01/02/2020,\n"  # line 6: not an ISO date
         + "0016100000000001,Acme again,Growth,,,\n"  # line 7: repeated account id
         + f"{'9' * 65},Too Long,Growth,,,\n"  # line 8: id over 64 characters
-        + ",Nameless,Growth,,,\n",  # line 9: empty id
+        + ",Nameless,Growth,,,\n"  # line 9: empty id
+        + f"0016100000000008,Long CSM,Growth,{'c' * 151},,\n",  # line 10: no such username
     )
     subscriptions = write(
         tmp_path,
@@ -184,13 +185,14 @@ def test_bad_rows_are_reported_by_line_and_the_good_rows_imported(tmp_path, csm)
         f"{companies}:line 7: '0016100000000001' already appears on line 2",
         f"{companies}:line 8: crm_account_id is 65 characters long, over the limit of 64",
         f"{companies}:line 9: crm_account_id is empty",
+        f"{companies}:line 10: csm is 151 characters long, over the limit of 150",
         f"{subscriptions}:line 4: crm_account_id '0016100000000099' is not a known company",
         f"{subscriptions}:line 5: licensed_seats '-3' is out of range",
         f"{subscriptions}:line 6: arr 'NaN' must be a non-negative amount below 10^12",
         f"{subscriptions}:line 7: end_date is before start_date",
         f"{subscriptions}:line 8: deployment 'on-prem' is not one of self-managed, saas",
     ]
-    assert "companies: 2 created, 0 updated, 0 unchanged, 6 with errors" in out
+    assert "companies: 2 created, 0 updated, 0 unchanged, 7 with errors" in out
     assert "subscriptions: 2 created, 0 updated, 0 unchanged, 5 with errors" in out
     assert Company.objects.count() == 2
     assert Subscription.objects.count() == 2

@@ -95,7 +95,7 @@ def too_precise(header, rows, columns: dict[str, str], precision: dict[str, int]
 
 
 def csv_table(response) -> tuple[list, list]:
-    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    rows = list(csv.reader(io.StringIO(response.getvalue().decode())))
     return rows[0], rows[1:]
 
 
@@ -183,7 +183,7 @@ def test_page_downloads_round_every_figure_as_documented(client, demo, url, colu
 )
 def test_xlsx_downloads_round_every_figure_as_documented(client, demo, url, columns):
     client.force_login(demo)
-    data = tablib.Dataset().load(client.get(url).content, format="xlsx")
+    data = tablib.Dataset().load(client.get(url).getvalue(), format="xlsx")
     assert len(data)
     assert too_precise(data.headers, list(data), columns, documented_precision()) == []
 

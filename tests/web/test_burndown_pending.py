@@ -55,7 +55,7 @@ def test_a_pending_label_shows_its_new_type_and_when_it_applies(csm, unknowns):
 def test_the_export_says_it_too(csm, unknowns):
     waiting, plain, change = unknowns
     response = signed_in(csm).get("/burndown/?_export=csv")
-    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    rows = list(csv.DictReader(io.StringIO(response.getvalue().decode())))
     by_host = {r["Instance"]: r["Type"] for r in rows}
     assert by_host == {
         "waiting.example": f"Unknown → Production on {change.effective_at:%-d %b %H:%M} UTC",

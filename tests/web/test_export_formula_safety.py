@@ -63,7 +63,7 @@ def _csv_cells(response) -> list[list[str]]:
 def _xlsx_cells(response) -> list:
     assert response.status_code == 200, response.status_code
     assert response["Content-Type"].startswith("application/vnd.openxmlformats")
-    book = openpyxl.load_workbook(io.BytesIO(response.content))
+    book = openpyxl.load_workbook(io.BytesIO(response.getvalue()))
     return [cell for sheet in book.worksheets for row in sheet.iter_rows() for cell in row]
 
 
@@ -104,7 +104,7 @@ def test_page_xlsx_downloads_carry_no_formula_cell(client, ops, hostile, page):
 def test_burndown_xlsx_keeps_figures_numeric(client, ops, hostile):
     client.force_login(ops)
     response = client.get("/burndown/?csm=&_export=xlsx")
-    sheet = openpyxl.load_workbook(io.BytesIO(response.content)).worksheets[0]
+    sheet = openpyxl.load_workbook(io.BytesIO(response.getvalue())).worksheets[0]
     rows = list(sheet.iter_rows(values_only=True))
     billable = rows[0].index("Billable users")
     figures = sorted(row[billable] for row in rows[1:] if row[billable] is not None)

@@ -72,7 +72,7 @@ def test_versions_report_names_the_edition_with_a_tooltip(ops, account):
 
 
 def test_versions_export_names_the_edition(ops, account):
-    text = signed_in(ops).get("/reports/versions/?csm=&_export=csv").content.decode()
+    text = signed_in(ops).get("/reports/versions/?csm=&_export=csv").getvalue().decode()
     assert "Ultimate (EEU)" in text and "Community Edition (CE)" in text
 
 

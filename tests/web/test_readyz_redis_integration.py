@@ -90,4 +90,4 @@ def test_queue_depth_is_read_from_redis(own_redis):
     depth = {
         s.labels["queue"]: s.value for s in families["usage_portal_celery_queue_length"].samples
     }
-    assert depth == {"scoring": 2, "ingest": 1}
+    assert depth == {"scoring": 2, "ingest": 1, "recompute": 0}

@@ -338,5 +338,5 @@ def test_downloads_stay_in_utc_while_the_page_is_in_the_readers_zone(account):
     assert "2026-01-16" in _page_in("Asia/Tokyo", csm, url, chosen=True)
     client = Client()
     client.force_login(csm)
-    rows = list(csv.DictReader(io.StringIO(client.get(url + "&_export=csv").content.decode())))
+    rows = list(csv.DictReader(io.StringIO(client.get(url + "&_export=csv").getvalue().decode())))
     assert [r["Last ping"] for r in rows] == ["2026-01-15"]

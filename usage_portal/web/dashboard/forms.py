@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+
 from django import forms
 
 from usage_portal.web.dashboard.tables import CHOOSABLE_COLUMNS, DashboardTable
 
 
+@functools.cache
 def _column_choices() -> list[tuple[str, str]]:
     # The headers the page shows, model fields' names included (Segment has no verbose_name).
+    # Built once: a table's columns are deep-copied at each construction, the headers never
+    # change while the code runs.
     columns = DashboardTable([]).columns
     return [(name, str(columns[name].header)) for name in CHOOSABLE_COLUMNS]
 

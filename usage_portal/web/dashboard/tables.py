@@ -6,6 +6,11 @@ django-tables2 would at a fraction of the cost; sorting, pagination, headers and
 exports go through django-tables2. Pills are left out of exports; hidden columns carry the same
 figures as plain numbers and words.
 
+Every sort reads the account's stored listing and ends on the primary key (a total order, so
+pages never overlap), with an index per order (``accounts.models._listing_indexes``): the name,
+a colour's rank then the name, a figure with missing ones last in both directions, a count.
+Columns that are only exported (hidden) do not sort.
+
 A person chooses which columns the page shows (``CHOOSABLE_COLUMNS``, remembered in
 ``accounts.TableColumns``; ``DEFAULT_COLUMNS`` until they do). Exports always carry every column:
 a spreadsheet is where one reads the rest. The health cells carry ``data-label`` and the class
@@ -18,6 +23,7 @@ import django_tables2 as tables
 
 from accounts.models import Company
 from scoring.scorecard import figure, percent_figure
+from usage_portal.web.dashboard.selectors import RANKS, csm_order
 from usage_portal.web.kit.tables import (
     AccountColumn,
     ColorColumn,
@@ -37,11 +43,20 @@ def _health(classes: str, label: str) -> dict:
     return {"td": {"class": f"{classes} health", "data-label": label}, "th": {"class": classes}}
 
 
+class ListedCsmColumn(CsmColumn):
+    """The CSM column, sorted by the owner's name without a join (``selectors.csm_order``)."""
+
+    def order(self, queryset, is_descending):
+        return queryset.order_by(*csm_order(descending=is_descending)), True
+
+
 class DashboardTable(OwnRowsTable):
-    name = AccountColumn(attrs={"td": {"class": "account"}, "th": {"class": "account"}})
-    crm_account_id = tables.Column(verbose_name="CRM account id", visible=False)
-    csm = CsmColumn()
-    segment = TextColumn()
+    name = AccountColumn(
+        order_by=("name", "pk"), attrs={"td": {"class": "account"}, "th": {"class": "account"}}
+    )
+    crm_account_id = tables.Column(verbose_name="CRM account id", visible=False, orderable=False)
+    csm = ListedCsmColumn()
+    segment = TextColumn(order_by=("segment", "name", "pk"))
     licensed_seats = NumberColumn(verbose_name="Licensed seats")
     billable_users = NumberColumn(verbose_name="Billable users")
     license_utilization = PillColumn(
@@ -51,16 +66,27 @@ class DashboardTable(OwnRowsTable):
         attrs=_health("num", "License utilization"),
     )
     lu_percent = tables.Column(
-        verbose_name="License utilization (%)", accessor="license_utilization", visible=False
+        verbose_name="License utilization (%)",
+        accessor="license_utilization",
+        visible=False,
+        orderable=False,
     )
-    lu_color = ColorColumn(verbose_name="License utilization colour", visible=False)
+    lu_color = ColorColumn(
+        verbose_name="License utilization colour", visible=False, orderable=False
+    )
     ue_color = ColorColumn(
-        verbose_name="User Engagement", attrs=_health("color", "User Engagement")
+        verbose_name="User Engagement",
+        rank=RANKS["ue_color"],
+        attrs=_health("color", "User Engagement"),
     )
-    scm_color = ColorColumn(verbose_name="SCM", attrs=_health("color", "SCM"))
-    ci_color = ColorColumn(verbose_name="CI", attrs=_health("color", "CI"))
-    cd_color = ColorColumn(verbose_name="CD", attrs=_health("color", "CD"))
-    devsecops_color = ColorColumn(verbose_name="DevSecOps", attrs=_health("color", "DevSecOps"))
+    scm_color = ColorColumn(
+        verbose_name="SCM", rank=RANKS["scm_color"], attrs=_health("color", "SCM")
+    )
+    ci_color = ColorColumn(verbose_name="CI", rank=RANKS["ci_color"], attrs=_health("color", "CI"))
+    cd_color = ColorColumn(verbose_name="CD", rank=RANKS["cd_color"], attrs=_health("color", "CD"))
+    devsecops_color = ColorColumn(
+        verbose_name="DevSecOps", rank=RANKS["devsecops_color"], attrs=_health("color", "DevSecOps")
+    )
     product_usage = PillColumn(
         verbose_name="Product usage",
         accessor="product_usage_value",
@@ -68,16 +94,22 @@ class DashboardTable(OwnRowsTable):
         text=whole,
         attrs=_health("num", "Product usage"),
     )
-    product_usage_value = tables.Column(verbose_name="Product usage score", visible=False)
-    product_usage_color = ColorColumn(verbose_name="Product usage colour", visible=False)
+    product_usage_value = tables.Column(
+        verbose_name="Product usage score", visible=False, orderable=False
+    )
+    product_usage_color = ColorColumn(
+        verbose_name="Product usage colour", visible=False, orderable=False
+    )
     overall_color = ColorColumn(
-        verbose_name="Overall health", attrs=_health("color overall", "Overall health")
+        verbose_name="Overall health",
+        rank=RANKS["overall_color"],
+        attrs=_health("color overall", "Overall health"),
     )
     last_ping_at = DateColumn(verbose_name="Last ping")
-    n_production = NumberColumn(verbose_name="Production")
-    n_non_production = NumberColumn(verbose_name="Non-Prod")
-    n_unknown = NumberColumn(verbose_name="Unknown")
-    n_other = NumberColumn(verbose_name="Other")
+    n_production = NumberColumn(verbose_name="Production", never_null=True)
+    n_non_production = NumberColumn(verbose_name="Non-Prod", never_null=True)
+    n_unknown = NumberColumn(verbose_name="Unknown", never_null=True)
+    n_other = NumberColumn(verbose_name="Other", never_null=True)
 
     #: partials/table.html: a scrolling region whose header row and account column stay put.
     sticky = True

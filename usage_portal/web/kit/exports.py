@@ -1,9 +1,11 @@
-"""The list pages' CSV and XLSX downloads: django-tables2's export, every cell spreadsheet-safe.
+"""What goes in a cell of the list pages' CSV and XLSX downloads: every cell spreadsheet-safe.
+
+The downloads themselves are written, and streamed, by ``usage_portal.web.kit.streaming``.
 
 Account names, hostnames, versions and subscription names come from the CRM and from pings:
 each header and cell goes through ``scoring.spreadsheet.safe_cell`` (the one rule the health and
-instance-type CSVs follow too), so nothing in a download runs as a formula. In XLSX a quoted
-text is a string cell (openpyxl writes only strings that begin with ``=`` as formulas).
+instance-type CSVs follow too), so nothing in a download runs as a formula. In XLSX every text
+is a string cell, never a formula, and holds no character XML 1.0 cannot.
 
 Downloads are in UTC whoever asks for them (pages are in the reader's zone,
 ``usage_portal.web.timezones``): a file passed on reads the same for everyone.
@@ -11,9 +13,6 @@ Downloads are in UTC whoever asks for them (pages are in the reader's zone,
 
 from __future__ import annotations
 
-from datetime import UTC
-
-from django.utils import timezone
 from django_tables2.export import TableExport
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
@@ -21,22 +20,16 @@ from scoring.spreadsheet import safe_cell
 
 
 def _xlsx_text(value):
-    # XLSX (XML 1.0) cannot hold C0 control characters; openpyxl refuses the whole file for
-    # one, and a ping's hostname may carry one. Shown as U+FFFD, as clean_text shows NUL.
+    # XLSX (XML 1.0) cannot hold C0 control characters: a reader (openpyxl, Excel) refuses the
+    # whole file for one, and a ping's hostname may carry one. Shown as U+FFFD, as clean_text
+    # shows NUL.
     if isinstance(value, str):
         return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
     return value
 
 
-class SafeTableExport(TableExport):
-    """``TableExport`` whose dataset holds only spreadsheet-safe cells, in every format."""
-
-    def table_to_dataset(self, table, exclude_columns, dataset_kwargs=None):
-        with timezone.override(UTC):
-            dataset = super().table_to_dataset(table, exclude_columns, dataset_kwargs)
-        clean = _xlsx_text if self.format == self.XLSX else (lambda value: value)
-        if dataset.headers:
-            dataset.headers = [safe_cell(clean(h)) for h in dataset.headers]
-        for n in range(dataset.height):
-            dataset[n] = [safe_cell(clean(v)) for v in dataset[n]]
-        return dataset
+def export_cell(value, export_format: str):
+    """A header or cell as a download in ``export_format`` carries it (the one rule for both)."""
+    if export_format == TableExport.XLSX:
+        value = _xlsx_text(value)
+    return safe_cell(value)

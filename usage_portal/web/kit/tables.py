@@ -24,9 +24,10 @@ import django_tables2.utils
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.exceptions import ImproperlyConfigured
 from django.core.paginator import Paginator
-from django.db.models import Case, F, IntegerField, QuerySet, Value, When
+from django.db.models import Case, Count, F, Func, IntegerField, Q, QuerySet, Value, When
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import mark_safe
 from django_tables2.rows import BoundRows
@@ -71,32 +72,153 @@ def install_signature_cache() -> None:
 
 
 class TwoStepPaginator(Paginator):
-    """Fetch a page's primary keys first, then its rows: select-list subqueries run for one page.
+    """Fetch a page's primary keys first, then its rows, each page read from the nearer end.
 
-    With ``OFFSET``, PostgreSQL evaluates every select-list subquery (instance counts, latest
-    pings) for each skipped row, so page 100 of 5,000 accounts would cost 5,000 rows of them.
-    The keys query computes only the sort key; the rows query, ``pk IN (…)``, 50 rows. Always
-    two queries per page, whatever the book's size. Data that is not a queryset pages as usual.
+    With ``OFFSET``, PostgreSQL evaluates every select-list expression for each skipped row,
+    so the keys query selects the primary key only (an index-only scan where the sort has its
+    index: the dashboard's stored listing); the rows query, ``pk IN (…)``, reads the page's rows
+    with all their figures. A page past the middle is read in the reverse order (the same index,
+    scanned backwards) with the smaller ``OFFSET`` from the end, then turned round: the last
+    page costs what the first does. That needs a total order, one that ends on the primary key
+    (every kit column's sort does); without one, pages are read from the start as before.
+
+    A list sorted first on ``PlaceIn`` (a foreign key's place in a short list: the dashboard's
+    CSMs by name) has no index to read; it is counted group by group instead of as a whole
+    (the same one query), and a page's keys are read from the groups the page spans only.
+
+    Always three queries (count, keys, rows) whatever the page, the sort or the book's size.
+    Data that is not a queryset pages as usual.
     """
+
+    _group_sizes: list[int] | None = None
+
+    def _queryset(self) -> QuerySet | None:
+        queryset = getattr(getattr(self.object_list, "data", None), "data", None)
+        return queryset if isinstance(queryset, QuerySet) else None
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self._queryset()
+        grouped = _grouped_by(queryset) if queryset is not None else None
+        if grouped is None:
+            return Paginator.count.func(self)
+        self._group_sizes = group_sizes(queryset, grouped[0])
+        return sum(self._group_sizes)
 
     def page(self, number):
         rows = self.object_list
-        queryset = getattr(getattr(rows, "data", None), "data", None)
-        if not isinstance(queryset, QuerySet):
+        queryset = self._queryset()
+        if queryset is None:
             return super().page(number)
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
         top = bottom + self.per_page
         if top + self.orphans >= self.count:
             top = self.count
-        keys = list(queryset.values_list("pk", flat=True)[bottom:top])
-        records = {record.pk: record for record in queryset.filter(pk__in=keys)} if keys else {}
+        if self._group_sizes is not None:
+            keys = grouped_page_keys(queryset, bottom, top, self._group_sizes)
+        else:
+            keys = page_keys(queryset, bottom, top, self.count)
+        # The rows in the keys' order: the rows query needs no ORDER BY of its own.
+        found = queryset.order_by().filter(pk__in=keys) if keys else ()
+        records = {record.pk: record for record in found}
         page_rows = BoundRows(
             data=[records[key] for key in keys if key in records],
             table=rows.table,
             pinned_data=rows.pinned_data,
         )
         return self._get_page(page_rows, number, self)
+
+
+def page_keys(queryset: QuerySet, bottom: int, top: int, count: int) -> list:
+    """The primary keys of rows ``bottom``…``top - 1`` of ``queryset`` (of ``count`` rows), read
+    from the nearer end when its order is total (see ``TwoStepPaginator``)."""
+    keys = queryset.values_list("pk", flat=True)
+    if top <= bottom:
+        return []
+    if count - top < bottom and _ends_on_pk(queryset):
+        backwards = list(keys.reverse()[count - top : count - bottom])
+        return backwards[::-1]
+    return list(keys[bottom:top])
+
+
+class PlaceIn(Func):
+    """``CASE expression WHEN id THEN 0 WHEN id THEN 1 … ELSE len(ids) END``: a foreign key's
+    place in a short list of ids, anything else (NULL included) after them. Literal integers,
+    no parameters. ``TwoStepPaginator`` pages a list sorted on it group by group."""
+
+    output_field = IntegerField()
+
+    def __init__(self, expression: F, ids):
+        self.ids = tuple(int(pk) for pk in ids)
+        whens = " ".join(f"WHEN {pk} THEN {n}" for n, pk in enumerate(self.ids))
+        self.template = f"CASE %(expressions)s {whens} ELSE {len(self.ids)} END"
+        super().__init__(expression)
+
+
+def _grouped_by(queryset: QuerySet) -> tuple[PlaceIn, bool] | None:
+    """The ``PlaceIn`` a queryset is first sorted on (and whether descending), if any."""
+    order = list(queryset.query.order_by)
+    first = order[0] if order else None
+    place = getattr(first, "expression", None)
+    if isinstance(place, PlaceIn) and isinstance(place.source_expressions[0], F):
+        return place, first.descending
+    return None
+
+
+def _place_field(place: PlaceIn) -> str:
+    return place.source_expressions[0].name
+
+
+def group_sizes(queryset: QuerySet, place: PlaceIn) -> list[int]:
+    """How many rows of ``queryset`` hold each place of ``place`` (the last: anything else)."""
+    field = _place_field(place)
+    sizes = [0] * (len(place.ids) + 1)
+    where = {pk: n for n, pk in enumerate(place.ids)}
+    counted = queryset.order_by().values(field).annotate(n=Count("pk")).values_list(field, "n")
+    for value, n in counted:
+        sizes[where.get(value, len(place.ids))] += n
+    return sizes
+
+
+def grouped_page_keys(queryset: QuerySet, bottom: int, top: int, sizes: list[int]) -> list:
+    """Rows ``bottom``…``top - 1`` of a queryset sorted first on a ``PlaceIn`` with ``sizes``
+    rows in each place: read from the places the page spans, at an offset into the first."""
+    place, descending = _grouped_by(queryset)
+    start, first, spanned = 0, None, []
+    for group in reversed(range(len(sizes))) if descending else range(len(sizes)):
+        end = start + sizes[group]
+        if start < top and end > bottom and sizes[group]:
+            spanned.append(group)
+            first = start if first is None else first
+        start = end
+    if top <= bottom or first is None:
+        return []
+    field = _place_field(place)
+    within = Q(**{f"{field}__in": [place.ids[g] for g in spanned if g < len(place.ids)]})
+    if len(place.ids) in spanned:
+        # The last place: no key. (A key that joined the list since it was read, a moment ago,
+        # is counted there but not listed: the pages shift as for any row added meanwhile.)
+        within |= Q(**{f"{field}__isnull": True})
+    keys = queryset.filter(within)
+    if len(spanned) == 1:
+        # One place: the first sort key is the same on every row, the rest reads an index
+        # (``(key, id)``) from the page's offset into that place.
+        keys = keys.order_by(*list(queryset.query.order_by)[1:])
+    return list(keys.values_list("pk", flat=True)[bottom - first : top - first])
+
+
+def _ends_on_pk(queryset: QuerySet) -> bool:
+    """Whether the queryset's ORDER BY ends on the primary key (so its order is total)."""
+    order = list(queryset.query.order_by)
+    if not order:
+        return False
+    last = order[-1]
+    pk_names = {"pk", queryset.model._meta.pk.name, queryset.model._meta.pk.attname}
+    if isinstance(last, str):
+        return last.lstrip("-") in pk_names
+    expression = getattr(last, "expression", None)  # an OrderBy(F(...))
+    return isinstance(expression, F) and expression.name in pk_names
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,13 +377,19 @@ class NullsLastMixin:
     """Sort on the accessor with NULLs last in both directions, then on ``tiebreak``.
 
     ``tiebreak`` keeps paging stable; use a grouped field (not ``pk``) on aggregated rows.
+    ``never_null``: the figure is never missing (a stored count), so descending is ascending
+    read backwards, tie-break included: one index serves both directions.
     """
 
-    def __init__(self, *args, tiebreak: str = "pk", **kwargs):
+    def __init__(self, *args, tiebreak: str = "pk", never_null: bool = False, **kwargs):
         self.tiebreak = tiebreak
+        self.never_null = never_null
         super().__init__(*args, **kwargs)
 
     def order(self, queryset, is_descending):
+        if self.never_null:
+            sign = "-" if is_descending else ""
+            return queryset.order_by(f"{sign}{self.accessor}", f"{sign}{self.tiebreak}"), True
         return queryset.order_by(nulls_last(str(self.accessor), is_descending), self.tiebreak), True
 
 
@@ -301,11 +429,18 @@ class ActionColumn(tables.Column):
 
 
 class ColorColumn(CellMixin, tables.Column):
-    """A measure's colour as a pill (NA when there is none); sorts Red → Yellow → Green → NA."""
+    """A measure's colour as a pill (NA when there is none); sorts Red → Yellow → Green → NA,
+    then by name.
+
+    ``rank``: a stored field holding the colour's place in that order (the dashboard's listing),
+    sorted on instead of ranking the colour per row; descending is then ascending read
+    backwards (names Z to A within a colour), so one index serves both directions.
+    """
 
     empty_values = ()
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, rank: str | None = None, **kwargs):
+        self.rank = rank
         kwargs.setdefault("attrs", {"td": {"class": "color"}})
         super().__init__(*args, **kwargs)
 
@@ -318,6 +453,9 @@ class ColorColumn(CellMixin, tables.Column):
         return value or "NA"
 
     def order(self, queryset, is_descending):
+        if self.rank:
+            sign = "-" if is_descending else ""
+            return queryset.order_by(*(f"{sign}{f}" for f in (self.rank, "name", "pk"))), True
         rank = color_rank(str(self.accessor))
         return queryset.order_by(rank.desc() if is_descending else rank.asc(), "name", "pk"), True
 
