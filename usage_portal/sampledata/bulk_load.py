@@ -32,6 +32,7 @@ from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
 from django.core.management.color import no_style
 from django.db import connection, transaction
+from django.utils import timezone
 
 from accounts.models import Company, Subscription
 from instances.models import (
@@ -43,7 +44,12 @@ from instances.models import (
     UsagePing,
 )
 from instances.rules import UTILIZATION_RULE
-from scoring.services import CHUNK, companies_recompute_all, monthly_scores_rebuild
+from scoring.services import (
+    CHUNK,
+    companies_recompute_all,
+    monthly_scores_rebuild,
+    recompute_chunk,
+)
 
 from .loadgen import (
     MONTHLY_COLUMNS,
@@ -154,7 +160,10 @@ def load_book_generate(
     )
     if scores:
         with phase("score recompute"):
-            scored = companies_recompute_all(reason="generate_load_data", history=False)
+            if postgres and standalone:
+                scored = _scores_in_processes(_generator_processes())
+            else:
+                scored = companies_recompute_all(reason="generate_load_data", history=False)
         rate = scored / max(phase.timings["score recompute"], 1e-9)
         report(f"scored {scored:,} companies ({rate:,.0f} companies/s)")
     if history:
@@ -163,6 +172,39 @@ def load_book_generate(
             for start in range(0, len(company_ids), CHUNK):
                 monthly_scores_rebuild(company_ids=company_ids[start : start + CHUNK])
     return LoadSummary(book=book, timings=phase.timings)
+
+
+def _scores_in_processes(processes: int) -> int:
+    """Every company scored by ``processes`` forked processes, each over its share of the
+    chunks with its own database connection (the load is committed by then); what
+    ``recompute_scores --all --fan-out`` does with workers, without needing any."""
+    if processes <= 1:
+        return companies_recompute_all(reason="generate_load_data", history=False)
+    ids = list(Company.objects.order_by("id").values_list("id", flat=True))
+    chunks = [ids[start : start + CHUNK] for start in range(0, len(ids), CHUNK)]
+    # The parent's connection must not be shared with the children: each opens its own.
+    connection.close()
+    context = multiprocessing.get_context("fork")
+    children = [
+        context.Process(target=_score_chunks, args=(chunks[n::processes],), daemon=True)
+        for n in range(processes)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+    failed = [child.exitcode for child in children if child.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"a scoring process exited with code {failed[0]}")
+    return len(ids)
+
+
+def _score_chunks(chunks: list[list[int]]) -> None:
+    # The parent closed its connection before forking: this process opens its own.
+    as_of = timezone.now().date()
+    for chunk in chunks:
+        recompute_chunk(chunk, reason="generate_load_data", history=False, as_of=as_of)
+    connection.close()
 
 
 # --------------------------------------------------------------------------------------------------

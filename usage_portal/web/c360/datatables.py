@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from html import escape as _html_escape
 from typing import NamedTuple
 
-from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from usage_portal.web.c360.catalogue import RatioReport
@@ -31,6 +31,12 @@ class Cell(NamedTuple):
 
 
 Table = tuple[tuple[Cell, ...], list[list[Cell]]]
+
+
+def escape(text: object) -> str:
+    """As ``django.utils.html.escape`` writes it (``html.escape(str(text))``), without its
+    lazy-string wrapper: a fifth of the cost, over thousands of cells."""
+    return _html_escape(str(text))
 
 
 def table_html(headers: Sequence[Cell], rows: Sequence[Sequence[Cell]]) -> SafeString:
@@ -71,14 +77,28 @@ def series_table(series: Sequence[Series], months: Sequence[date]) -> Table:
 
 def series_table_html(series: Sequence[Series], months: Sequence[date]) -> SafeString:
     """``table_html(*series_table(...))`` in one pass, for the widest tables (NOT Production:
-    one column per instance): no cells in between, 4.6 ms → 2.4 ms per cold view there."""
+    one column per instance): no cells in between, 4.6 ms → 2.4 ms per cold view there. Most
+    cells repeat a value (no ping: "—", small counts), so each integer's cell is written once
+    (→ 0.7 ms)."""
     values = [{p.month: p.value for p in s.points} for s in series]
     out = ['<thead><tr><th scope="col">Month</th>']
     out += [f'<th scope="col"{_NUM}>{escape(s.name)}</th>' for s in series]
     out.append("</tr></thead><tbody>")
+    cells: dict[int | None, str] = {}
     for m in reversed(months):
         out.append(f'<tr><th scope="row">{m:%b %Y}</th>')
-        out += [f"<td{_NUM}>{escape(format_number(v.get(m)))}</td>" for v in values]
+        for v in values:
+            value = v.get(m)
+            # ints and None only: 1 == 1.0 == True as keys, and -0.0 prints otherwise than 0
+            kept = value is None or type(value) is int
+            cell = cells.get(value) if kept else None
+            if cell is None:
+                # An int is written in digits and commas: nothing in it to escape.
+                text = format_number(value) if kept else escape(format_number(value))
+                cell = f"<td{_NUM}>{text}</td>"
+                if kept:
+                    cells[value] = cell
+            out.append(cell)
         out.append("</tr>")
     out.append("</tbody>")
     return mark_safe("".join(out))  # noqa: S308 - every text above went through escape()

@@ -1,23 +1,32 @@
 """The Account C360 sections' builders: what ``fragment_cache.cached`` keeps per account version.
 
-Each builder (``summary_parts``, ``trend_blocks``, …) loads its section through ``selectors``
-(a fixed number of queries whatever the account's size), shapes it (``viewmodels``, ``series``,
-``explanations``) and renders what grows with the account (table rows, explanations, chart data
-tables) into finished HTML with the ``templates/accounts/_*.html`` partials: a cached section
-costs nothing more to print. What depends on the visitor comes in as arguments (may they label,
-apply now), which the views also put in the cache key; the CSRF token is
-``fragment_cache.CSRF_PLACEHOLDER`` here, filled per request (``fragment_cache.csrf_fill``).
+Each builder (``summary_content``, ``trends_content``, …) loads its section through
+``selectors`` (a fixed number of queries whatever the account's size), shapes it
+(``viewmodels``, ``series``, ``explanations``) and renders the section's content with its
+``templates/accounts/_<section>_content.html`` partial (and the ``_*.html`` ones that partial
+includes): a cached section costs nothing more to print than its page's frame. What depends on
+the visitor comes in as arguments (may they label, set sentiment, apply now), which the views
+also put in the cache key; the CSRF token is ``fragment_cache.CSRF_PLACEHOLDER`` here, filled per
+request (``fragment_cache.csrf_fill``).
+
+After a write the account's version has moved, and a builder runs again: it loads its rows,
+then takes the shaped and rendered content from ``fragment_cache.cached_content`` when those
+rows (its *signature*: every row it read, as ``fragment_cache.row_values``, and every argument
+and setting it prints) are the ones it was last built from. Only what the write changed is
+shaped and rendered again; the Instances and NOT Production rows are cached one by one too
+(``fragment_cache.cached_pieces``).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import InitVar, dataclass, field
 from datetime import date, timedelta
 from urllib.parse import quote
 
 import orjson
+from django.conf import settings
 from django.http import Http404
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -89,14 +98,54 @@ class ChartBlock:
 # Summary
 
 
-def summary_parts(company: Company) -> dict:
+def summary_content(
+    company: Company, *, csrf_value: str, forms: Callable[[], tuple] | None, cache: bool = True
+) -> SafeString:
+    """The Summary's content (``accounts/_summary_content.html``): headline figures, scorecard
+    with trends, subscriptions, sentiment and ROI, with their forms from ``forms()`` (sentiment,
+    ROI) for those who may set them. ``cache``: through ``cached_content`` (not for a refused
+    form: its errors and values are the visitor's)."""
     snapshot, previous = selectors.snapshots_recent(company)
+    subscriptions = selectors.subscriptions_list(company)
+    counts = selectors.instance_type_counts(company)
+    pending = selectors.label_changes_pending(company)
+
+    def build() -> SafeString:
+        sentiment_form, roi_form = forms() if forms else (None, None)
+        context = _summary_context(snapshot, previous, subscriptions, counts, pending)
+        return render_to_string(
+            "accounts/_summary_content.html",
+            {
+                **context,
+                "company": company,
+                "sentiment_form": sentiment_form,
+                "roi_form": roi_form,
+                "csrf_value": csrf_value,
+            },
+        )
+
+    if not cache:
+        return build()
+    by = company.sentiment_by
+    signature = (
+        fragments.row_values(company),
+        fragments.row_values(by) if by else None,
+        fragments.row_values(snapshot) if snapshot else None,
+        fragments.row_values(previous) if previous else None,
+        [fragments.row_values(s) for s in subscriptions],
+        sorted(counts.items()),
+        [(fragments.row_values(c), fragments.row_values(c.instance)) for c in pending],
+        forms is not None,
+        csrf_value,
+    )
+    return fragments.cached_content("summary", signature, build)
+
+
+def _summary_context(snapshot, previous, subscriptions, counts, pending_changes) -> dict:
     card = Scorecard.from_dict(snapshot.detail) if snapshot else None
     before = Scorecard.from_dict(previous.detail) if previous else None
-    subscriptions = selectors.subscriptions_list(company)
     active = [s for s in subscriptions if s.status == SubscriptionStatus.ACTIVE]
-    counts = selectors.instance_type_counts(company)
-    pending = [ChangeView.of(c) for c in selectors.label_changes_pending(company)]
+    pending = [ChangeView.of(c) for c in pending_changes]
     lu = card.measures.get("license_utilization") if card else None
     return {
         "snapshot": snapshot,
@@ -131,24 +180,46 @@ def summary_parts(company: Company) -> dict:
 # Scorecard explanation
 
 
-def scorecard_parts(company: Company) -> dict:
+def scorecard_content(company: Company, *, stale_days: int) -> SafeString:
+    """The Scorecard's content (``accounts/_scorecard_content.html``): how the current score
+    was computed, measure by measure, from the engine's stored scorecard."""
     snapshot, card = current_scorecard(company)
-    explanation = None
+    instances, pings = [], {}
     if card is not None:
         ping_ids = set(card.ping_ids)
         for result in card.measures.values():
             ping_ids.update(p for p in result.inputs.get("ping_ids", ()) if p)
-        explanation = explain_scorecard(
-            card,
-            customer_since=company.customer_since,
-            instances=selectors.instances_list(company),
-            pings=selectors.pings_by_id(ping_ids),
+        instances = selectors.instances_list(
+            company, subscriptions=False, only=(*selectors.INSTANCE_NAME, "instance_type")
         )
-    return {
-        "snapshot": snapshot,
-        "x": explanation,
-        "explained": _explained(explanation) if explanation else "",
-    }
+        pings = selectors.pings_by_id(ping_ids)
+
+    def build() -> SafeString:
+        explanation = None
+        if card is not None:
+            explanation = explain_scorecard(
+                card, customer_since=company.customer_since, instances=instances, pings=pings
+            )
+        return render_to_string(
+            "accounts/_scorecard_content.html",
+            {
+                "company": company,
+                "snapshot": snapshot,
+                "x": explanation,
+                "explained": _explained(explanation) if explanation else "",
+                "stale_days": stale_days,
+            },
+        )
+
+    signature = (
+        company.pk,
+        company.customer_since,
+        fragments.row_values(snapshot) if snapshot else None,
+        [fragments.row_values(i) for i in instances],
+        sorted(pings.items()),
+        stale_days,
+    )
+    return fragments.cached_content("scorecard", signature, build)
 
 
 def _explained(x) -> SafeString:
@@ -168,8 +239,37 @@ def _explained(x) -> SafeString:
 # User Adoption Metrics
 
 
-def adoption_block(company: Company, report: catalogue.RatioReport, *, stale_days: int):
+def adoption_content(
+    company: Company, report: catalogue.RatioReport, *, stale_days: int
+) -> SafeString:
+    """A User Adoption report's content (``accounts/_adoption_content.html``): its chart of the
+    ratio by month, with the numbers behind it."""
     history = selectors.monthly_history(company, card_paths=catalogue.ratio_card_paths(report))
+    markers = selectors.scheme_markers()
+
+    def build() -> SafeString:
+        return render_to_string(
+            "accounts/_adoption_content.html",
+            {
+                "reports": catalogue.ADOPTION_REPORTS,
+                "report": report,
+                "months_shown": selectors.MONTHS_SHOWN,
+                "cb": _adoption_block(history, markers, report, stale_days=stale_days),
+            },
+        )
+
+    signature = (report.key, stale_days, _history_signature(history), markers)
+    return fragments.cached_content("adoption", signature, build)
+
+
+def _history_signature(history: selectors.MonthlyHistory) -> tuple:
+    """Everything of a ``MonthlyHistory`` its charts and tables are drawn from."""
+    return history.signature()
+
+
+def _adoption_block(
+    history: selectors.MonthlyHistory, markers, report: catalogue.RatioReport, *, stale_days: int
+) -> ChartBlock:
     spec, rows = series.ratio_rows(history, report)
     points = [charts.Point(r.month, r.value, r.color) for r in rows]
     figure = charts.scored_line(
@@ -178,7 +278,7 @@ def adoption_block(company: Company, report: catalogue.RatioReport, *, stale_day
         unit=report.unit,
         y_title=report.y_title,
         bands=series.band_ranges(spec.bands) if spec else (),
-        markers=selectors.scheme_markers(),
+        markers=markers,
     )
     headers, table_rows = tables.ratio_table(report, rows)
     return ChartBlock(
@@ -201,11 +301,33 @@ def adoption_block(company: Company, report: catalogue.RatioReport, *, stale_day
 # Product Usage Trends
 
 
-def trend_blocks(
+def trends_content(
     company: Company, report: catalogue.TrendReport, *, stale_days: int
-) -> list[ChartBlock]:
+) -> SafeString:
+    """A Product Usage Trends report's content (``accounts/_trends_content.html``): its charts
+    by month, each with the numbers behind it."""
     history = selectors.monthly_history(company, card_paths=catalogue.trend_card_paths(report))
     markers = selectors.scheme_markers()
+
+    def build() -> SafeString:
+        return render_to_string(
+            "accounts/_trends_content.html",
+            {
+                "reports": catalogue.TREND_REPORTS,
+                "report": report,
+                "report_key": report.key,
+                "months_shown": selectors.MONTHS_SHOWN,
+                "blocks": _trend_blocks(history, markers, report, stale_days=stale_days),
+            },
+        )
+
+    signature = (report.key, stale_days, _history_signature(history), markers)
+    return fragments.cached_content("trends", signature, build)
+
+
+def _trend_blocks(
+    history: selectors.MonthlyHistory, markers, report: catalogue.TrendReport, *, stale_days: int
+) -> list[ChartBlock]:
     months = list(history.months)
     empty = faq.empty_reason(history, stale_days=stale_days)
     blocks = []
@@ -329,7 +451,9 @@ def _lu_note(bands_text: str, reasons: list[str]) -> str:
 def not_production_parts(company: Company, raw_id: str, *, can_label: bool, path: str) -> dict:
     """The usage of every instance outside health measures, or of the one ``raw_id`` names;
     edit links (``can_label``) come back to ``path``."""
-    instances = selectors.instances_list(company)
+    instances = selectors.instances_list(
+        company, subscriptions=False, only=selectors.INSTANCE_USAGE
+    )
     outside = viewmodels.outside_health(instances)
     selected = None
     if raw_id:
@@ -344,12 +468,40 @@ def not_production_parts(company: Company, raw_id: str, *, can_label: bool, path
         fields=("recorded_at", *catalogue.NOT_PRODUCTION_METRICS)
         if selected
         else catalogue.NOT_PRODUCTION_TABLE,
+        totals=False,  # the Production total it charts is the stored billable users
     )
-    if selected is not None:
-        blocks = _instance_blocks(history, selected)
-    else:
-        blocks = [_billable_block(history, outside)]
 
+    def build() -> dict:
+        if selected is not None:
+            blocks = _instance_blocks(history, selected)
+        else:
+            blocks = [_billable_block(history, outside)]
+        rows = _outside_rows(
+            company, history, outside, selected=selected, can_label=can_label, path=path
+        )
+        return {"blocks": blocks, "outside_rows": rows}
+
+    signature = (
+        company.pk,
+        selected.pk if selected else None,
+        can_label,
+        path,
+        [fragments.row_values(i) for i in instances],
+        _history_signature(history),
+    )
+    return {**fragments.cached_content("not-production", signature, build), "selected": selected}
+
+
+def _outside_rows(
+    company: Company,
+    history: selectors.MonthlyHistory,
+    outside: Sequence,
+    *,
+    selected,
+    can_label: bool,
+    path: str,
+) -> SafeString:
+    """The NOT Production table's rows, each from the cache when it shows the same."""
     production_billable = (
         history.scores[history.months[-1]]["billable_users"] if history.months else None
     )
@@ -372,11 +524,7 @@ def not_production_parts(company: Company, raw_id: str, *, can_label: bool, path
         return render_to_string("accounts/_outside_rows.html", {"rows": [row]})
 
     pieces = [(_outside_signature(r), functools.partial(row_html, r)) for r in rows]
-    return {
-        "blocks": blocks,
-        "outside_rows": mark_safe("".join(fragments.cached_pieces("outside-row", pieces))),  # noqa: S308
-        "selected": selected,
-    }
+    return mark_safe("".join(fragments.cached_pieces("outside-row", pieces)))  # noqa: S308
 
 
 def _outside_signature(row: OutsideRow) -> tuple:
@@ -506,52 +654,90 @@ def _note_signature(field: str, note: PendingNote) -> tuple:
     return (field, note.apply_url, c.pk, c.instance_id, c.field_label, c.new_label, when)
 
 
-def instances_parts(
+def instances_content(
     company: Company, *, can_label: bool, can_apply: bool, back: str, stale_days: int
-) -> dict:
-    """Every instance's row (⋮ menu, labels, pending changes, health status), the health
-    overview and the label history; apply-now forms (``can_apply``) come back to ``back``."""
-    items = selectors.instances_list(company)
+) -> SafeString:
+    """The Instances section's content (``accounts/_instances_content.html``): every instance's
+    row (⋮ menu, labels, pending changes, health status), the health overview and the label
+    history; apply-now forms (``can_apply``) come back to ``back``."""
+    items = selectors.instances_list(company, only=selectors.INSTANCE_ROW)
     by_id = {i.pk: i for i in items}
     pending_changes = selectors.label_changes_pending(company, instances=by_id)
-    recent = [ChangeView.of(c) for c in selectors.label_changes_recent(company, instances=by_id)]
-    overview = viewmodels.health_overview(items, pending_changes, scheme=active_scheme())
-    pending = viewmodels.pending_by_instance([ChangeView.of(c) for c in pending_changes])
-    notes = {
-        instance_id: {f: pending_note(c, can_apply=can_apply) for f, c in changes.items()}
-        for instance_id, changes in pending.items()
-    }
-    history = viewmodels.history_by_instance(recent)
+    recent_changes = selectors.label_changes_recent(company, instances=by_id)
+    scheme = active_scheme()
     stale_before = timezone.now() - timedelta(days=stale_days)
-    # One reverse each, not one per row: …/instances/0/edit/ → …/instances/<pk>/edit/
-    edit_head, edit_tail = reverse("instance_edit", args=[company.pk, 0]).rsplit("/0/", 1)
-    usage_base = reverse("account_trends", args=[company.pk]) + "?report=not_production&instance="
-    rows = [
-        InstanceRow.of(
-            i,
-            status=overview.statuses.get(i.pk),
-            pending=notes.get(i.pk, {}),
-            history=history.get(i.pk, [])[:5],
-            edit_url=f"{edit_head}/{i.pk}/{edit_tail}" if can_label else None,
-            usage_url=f"{usage_base}{i.pk}",
-            is_stale=i.last_ping_at is not None and i.last_ping_at < stale_before,
+    stale = {i.pk for i in items if i.last_ping_at is not None and i.last_ping_at < stale_before}
+
+    def build() -> SafeString:
+        recent = [ChangeView.of(c) for c in recent_changes]
+        overview = viewmodels.health_overview(items, pending_changes, scheme=scheme)
+        pending = viewmodels.pending_by_instance([ChangeView.of(c) for c in pending_changes])
+        notes = {
+            instance_id: {f: pending_note(c, can_apply=can_apply) for f, c in changes.items()}
+            for instance_id, changes in pending.items()
+        }
+        history = viewmodels.history_by_instance(recent)
+        # One reverse each, not one per row: …/instances/0/edit/ → …/instances/<pk>/edit/
+        edit_head, edit_tail = reverse("instance_edit", args=[company.pk, 0]).rsplit("/0/", 1)
+        usage_base = (
+            reverse("account_trends", args=[company.pk]) + "?report=not_production&instance="
         )
-        for i in items
-    ]
-    # The request's CSRF token goes in when the rows are served (fragments.csrf_fill).
-    context = {"stale_days": stale_days, "csrf_value": fragments.CSRF_PLACEHOLDER, "back": back}
+        rows = [
+            InstanceRow.of(
+                i,
+                status=overview.statuses.get(i.pk),
+                pending=notes.get(i.pk, {}),
+                history=history.get(i.pk, [])[:5],
+                edit_url=f"{edit_head}/{i.pk}/{edit_tail}" if can_label else None,
+                usage_url=f"{usage_base}{i.pk}",
+                is_stale=i.pk in stale,
+            )
+            for i in items
+        ]
+        # The request's CSRF token goes in when the page is served (fragments.csrf_fill).
+        context = {
+            "stale_days": stale_days,
+            "csrf_value": fragments.CSRF_PLACEHOLDER,
+            "back": back,
+        }
 
-    def row_html(row: InstanceRow) -> str:
-        return render_to_string("accounts/_instance_rows.html", {**context, "rows": [row]})
+        def row_html(row: InstanceRow) -> str:
+            return render_to_string("accounts/_instance_rows.html", {**context, "rows": [row]})
 
-    pieces = [(_row_signature(r, stale_days, back), functools.partial(row_html, r)) for r in rows]
-    rows_html = mark_safe("".join(fragments.cached_pieces("instance-row", pieces)))  # noqa: S308
-    names = {pk: str(i) for pk, i in by_id.items()}
-    return {
-        "rows_html": rows_html,
-        "overview": overview,
-        "eligible_now": [names[i] for i in overview.eligible_now],
-        "eligible_after": [names[i] for i in overview.eligible_after_pending],
-        "has_pending": bool(pending_changes),
-        "history_table": label_history(recent, show_instance=True) if recent else "",
-    }
+        pieces = [
+            (_row_signature(r, stale_days, back), functools.partial(row_html, r)) for r in rows
+        ]
+        rows_html = mark_safe("".join(fragments.cached_pieces("instance-row", pieces)))  # noqa: S308
+        return render_to_string(
+            "accounts/_instances_content.html",
+            {
+                "rows_html": rows_html,
+                "overview": overview,
+                "eligible_now": [str(by_id[i]) for i in overview.eligible_now],
+                "eligible_after": [str(by_id[i]) for i in overview.eligible_after_pending],
+                "has_pending": bool(pending_changes),
+                "history_table": label_history(recent, show_instance=True) if recent else "",
+                "can_label": can_label,
+                "label_refresh_delay_hours": settings.LABEL_REFRESH_DELAY_HOURS,
+            },
+        )
+
+    signature = (
+        company.pk,
+        can_label,
+        can_apply,
+        back,
+        stale_days,
+        settings.LABEL_REFRESH_DELAY_HOURS,
+        scheme,
+        timezone.now().date(),  # the health overview counts a stale ping's age in days
+        sorted(stale),
+        [(fragments.row_values(i), _row_or_none(i.subscription)) for i in items],
+        [fragments.row_values(c) for c in pending_changes],
+        [(fragments.row_values(c), _row_or_none(c.applied_by)) for c in recent_changes],
+    )
+    return fragments.cached_content("instances", signature, build)
+
+
+def _row_or_none(obj) -> tuple | None:
+    return fragments.row_values(obj) if obj is not None else None

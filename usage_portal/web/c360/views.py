@@ -2,9 +2,10 @@
 
 Thin views: they find the account (``_company_for``; ``_editable_company`` for a write, which
 asks ``accounts.permissions`` and refuses with 403), decide what depends on the visitor (may
-they label, set sentiment, apply a change now), and serve each section's parts from
-``fragment_cache.cached``, built by ``sections`` per account data version. Writes go through
-the services (``accounts.services.sentiment_set``, ``instances.labels``); forms only validate.
+they label, set sentiment, apply a change now), and serve each section's content from
+``fragment_cache.cached``, built by ``sections`` per account data version, into its page's
+frame (``accounts/c360_base.html``). Writes go through the services
+(``accounts.services.sentiment_set``, ``instances.labels``); forms only validate.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -124,18 +126,36 @@ def _summary_page(
     *,
     status: int = 200,
 ) -> HttpResponse:
-    context = fragments.cached(company, "summary", lambda: sections.summary_parts(company))
     # Sentiment and ROI are the CSM's word: the same people may set both.
     may_set = permissions.can_set_sentiment(request.user, company)
-    sentiment_form = sentiment_form or SentimentForm(
-        initial={"sentiment": company.sentiment or None, "note": company.sentiment_note}
-    )
-    roi_form = roi_form or RoiForm(initial={"roi": company.roi or None, "note": company.roi_note})
-    context = {
-        **context,
-        "sentiment_form": sentiment_form if may_set else None,
-        "roi_form": roi_form if may_set else None,
-    }
+
+    def forms():
+        return (
+            sentiment_form
+            or SentimentForm(
+                initial={"sentiment": company.sentiment or None, "note": company.sentiment_note}
+            ),
+            roi_form or RoiForm(initial={"roi": company.roi or None, "note": company.roi_note}),
+        )
+
+    if sentiment_form is None and roi_form is None:
+        content = fragments.cached(
+            company,
+            "summary",
+            lambda: sections.summary_content(
+                company, csrf_value=fragments.CSRF_PLACEHOLDER, forms=forms if may_set else None
+            ),
+            may_set,
+        )
+        content = fragments.csrf_fill(content, request)
+    else:  # a refused form, with its errors and values: this visitor's page alone
+        content = sections.summary_content(
+            company,
+            csrf_value=get_token(request),
+            forms=forms if may_set else None,
+            cache=False,
+        )
+    context = {"content": content}
     return _page(request, "accounts/summary.html", company, "summary", context, status=status)
 
 
@@ -190,9 +210,14 @@ def _csm_judgement(request, pk: int, form_class, field: str, what: str, save) ->
 
 def scorecard(request: HttpRequest, pk: int) -> HttpResponse:
     company = _company_for(request, pk)
-    context = fragments.cached(company, "scorecard", lambda: sections.scorecard_parts(company))
-    context = {**context, "stale_days": stale_ping_days()}
-    return _page(request, "accounts/scorecard.html", company, "scorecard", context)
+    stale_days = stale_ping_days()  # the page names the stale limit
+    content = fragments.cached(
+        company,
+        "scorecard",
+        lambda: sections.scorecard_content(company, stale_days=stale_days),
+        stale_days,
+    )
+    return _page(request, "accounts/scorecard.html", company, "scorecard", {"content": content})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -202,10 +227,8 @@ def scorecard(request: HttpRequest, pk: int) -> HttpResponse:
 def adoption(request: HttpRequest, pk: int) -> HttpResponse:
     company = _company_for(request, pk)
     report = _report(catalogue.ADOPTION_BY_KEY, _report_key(request, catalogue.ADOPTION_REPORTS))
-    chart_block = _cached_report(company, "adoption", report, sections.adoption_block)
-    return _report_page(
-        request, company, "adoption", catalogue.ADOPTION_REPORTS, report, cb=chart_block
-    )
+    content = _cached_report(company, "adoption", report, sections.adoption_content)
+    return _page(request, "accounts/adoption.html", company, "adoption", {"content": content})
 
 
 def trends(request: HttpRequest, pk: int) -> HttpResponse:
@@ -214,22 +237,8 @@ def trends(request: HttpRequest, pk: int) -> HttpResponse:
     if key == catalogue.NOT_PRODUCTION:
         return _not_production(request, company)
     report = _report(catalogue.TREND_BY_KEY, key)
-    blocks = _cached_report(company, "trends", report, sections.trend_blocks)
-    return _report_page(request, company, "trends", catalogue.TREND_REPORTS, report, blocks=blocks)
-
-
-def _report_page(
-    request: HttpRequest, company: Company, page: str, reports: Sequence, report, **parts
-) -> HttpResponse:
-    """``accounts/<page>.html`` with its report tabs, the chosen report and its parts."""
-    context = {
-        "reports": reports,
-        "report": report,
-        "report_key": report.key,
-        "months_shown": selectors.MONTHS_SHOWN,
-        **parts,
-    }
-    return _page(request, f"accounts/{page}.html", company, page, context)
+    content = _cached_report(company, "trends", report, sections.trends_content)
+    return _page(request, "accounts/trends.html", company, "trends", {"content": content})
 
 
 def _report_key(request: HttpRequest, reports: Sequence) -> str:
@@ -293,21 +302,17 @@ def instances(request: HttpRequest, pk: int) -> HttpResponse:
     can_apply = _can_apply_now(request.user, company)
     stale_days = stale_ping_days()
     back = request.path  # where apply-now returns; the page takes no parameters
-    context = fragments.cached(
+    content = fragments.cached(
         company,
         "instances",
-        lambda: sections.instances_parts(
+        lambda: sections.instances_content(
             company, can_label=can_label, can_apply=can_apply, back=back, stale_days=stale_days
         ),
         can_label,
         can_apply,
         stale_days,
     )
-    context = {
-        **context,
-        "rows_html": fragments.csrf_fill(context["rows_html"], request),
-        "can_label": can_label,
-    }
+    context = {"content": fragments.csrf_fill(content, request)}
     return _page(request, "accounts/instances.html", company, "instances", context)
 
 
