@@ -233,9 +233,7 @@ def test_ping_parts_make_the_same_rows_as_one_pass_with_ids_that_never_collide()
 
     # The same pings (everything but the id) and the same monthly rows (but their ids).
     assert sorted(r[1:] for r in pings) == sorted(r[1:] for r in whole_pings)
-    assert sorted(r[1:4] + r[5:] for r in monthly) == sorted(
-        r[1:4] + r[5:] for r in whole_monthly
-    )
+    assert sorted(r[1:4] + r[5:] for r in monthly) == sorted(r[1:4] + r[5:] for r in whole_monthly)
     # Ids: 1..N, once each, for pings and for monthly rows.
     assert sorted(r[0] for r in pings) == list(range(1, len(whole_pings) + 1))
     assert sorted(r[0] for r in monthly) == list(range(1, len(whole_monthly) + 1))
