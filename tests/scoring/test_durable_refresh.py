@@ -219,3 +219,31 @@ def test_only_pending_still_refreshes_what_is_left(account):
     assert not ScoreSnapshot.objects.filter(company_id=account.company_id).exists()
     # Without only_pending (a direct call, an older message) every company is scored.
     assert companies_refresh(company_ids=[account.company_id]) == 1
+
+
+def test_the_sweep_rebuilds_history_in_small_chunks(monkeypatch):
+    """After an outage thousands of accounts wait for the sweep; a history rebuild of 1,000 at
+    once held ~800 MB of a worker (50,000-account bench): with history it takes 25 at a time."""
+    from accounts.models import Company
+    from scoring import services
+
+    companies = Company.objects.bulk_create(
+        [
+            Company(name=f"Swept {n}", crm_account_id=f"SWEEP{n:04d}", segment="Growth")
+            for n in range(60)
+        ]
+    )
+    PendingRefresh.objects.bulk_create(
+        [PendingRefresh(company=c, since=dt.date(2026, 5, 1)) for c in companies[:55]]
+        + [PendingRefresh(company=c, since=None) for c in companies[55:]]
+    )
+    calls = []
+    monkeypatch.setattr(
+        services,
+        "companies_refresh",
+        lambda *, company_ids, history, **_: calls.append((len(company_ids), history)),
+    )
+
+    assert pending_refreshes_drain(older_than=dt.timedelta(0), now=timezone.now()) == 60
+
+    assert sorted(calls) == [(5, False), (5, True), (25, True), (25, True)]
