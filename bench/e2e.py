@@ -106,7 +106,6 @@ def _latency_figures(results, subject, samples, timeouts, target_p95: str) -> No
     latencies = {"p50": statistics.median(samples), "p95": percentile(samples, 95)}
     results.measured(area, subject, targets, latencies)
     results.add(area, subject, "timed out", Figure(timeouts, "samples", "<= 0"))
-    return latencies
 
 
 def _scored_companies(samples: int, *, skip: int = 0) -> list[dict]:
@@ -181,9 +180,6 @@ def ping_to_score(results: Results, *, web: Gunicorn, token: str, samples: int, 
         )
 
 
-_RECOMPUTED = re.compile(r"Recomputed (\d+) companies .* in ([\d.]+)s")
-
-
 def fan_out(results: Results, *, env: dict, web: Gunicorn, token: str, samples: int, log) -> None:
     """``recompute_scores --all --fan-out`` with every company's inputs changed (one task per
     chunk, run by the scoring pool's two processes), pings posted and timed to their score
@@ -207,7 +203,7 @@ def fan_out(results: Results, *, env: dict, web: Gunicorn, token: str, samples: 
     latencies, timeouts = _ping_latencies(web, token, chosen, keep_going=runner.is_alive, log=log)
     runner.join()
     result = done["result"]
-    match = _RECOMPUTED.search(result.output)
+    match = procs.RECOMPUTED.search(result.output)
     if not result.ok or not match:
         why = f"exit {result.returncode}: {result.output.strip()[-200:]}"
         results.missing(area, subject, wanted, why)
@@ -224,7 +220,7 @@ def fan_out(results: Results, *, env: dict, web: Gunicorn, token: str, samples: 
             f"{timeouts} timed out"
         )
     again = procs.manage(["recompute_scores", "--all", "--fan-out"], env=env, timeout=900)
-    match = _RECOMPUTED.search(again.output)
+    match = procs.RECOMPUTED.search(again.output)
     unchanged = f"{subject}, nothing changed"
     if again.ok and match:
         results.add(

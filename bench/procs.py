@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 MANAGE = [PYTHON, str(ROOT / "manage.py")]
+#: The line ``recompute_scores`` ends with (in one process or fanned out): companies, seconds.
+RECOMPUTED = re.compile(r"Recomputed (\d+) companies .* in ([\d.]+)s")
 
 
 @dataclass

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import resource
 import shutil
 import subprocess
@@ -316,9 +315,6 @@ def _service_memory(results: Results, services: list) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-_RECOMPUTED = re.compile(r"Recomputed (\d+) companies .* in ([\d.]+)s")
-
-
 def recompute(results: Results, *, env: dict) -> None:
     """``recompute_scores --all`` with every company's inputs changed (each one rescored and a
     snapshot written: the daily case), then with nothing changed; and a 1,000-company run to
@@ -335,7 +331,7 @@ def recompute(results: Results, *, env: dict) -> None:
     with connection.cursor() as cursor:
         cursor.execute("UPDATE scoring_scoresnapshot SET inputs_hash = '' WHERE is_current")
     done = procs.manage(["recompute_scores", "--all"], env=env, timeout=900)
-    match = _RECOMPUTED.search(done.output)
+    match = procs.RECOMPUTED.search(done.output)
     if not done.ok or not match:
         why = f"exit {done.returncode}: {done.output.strip()[-200:]}"
         results.missing(area, subject, wanted, why)
@@ -351,7 +347,7 @@ def recompute(results: Results, *, env: dict) -> None:
         Figure(done.max_rss_mb, "MB", targets.target("memory.peak RSS")),
     )
     again = procs.manage(["recompute_scores", "--all"], env=env, timeout=900)
-    match = _RECOMPUTED.search(again.output)
+    match = procs.RECOMPUTED.search(again.output)
     if again.ok and match:
         results.add(
             area,
