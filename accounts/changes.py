@@ -105,7 +105,7 @@ def companies_changed(
         return
     # Outside a transaction this one is the writer's own: sent as soon as it commits.
     with transaction.atomic(savepoint=False):
-        Company.objects.filter(id__in=ids).touch()
+        Company.objects.touch_ids(ids)
         if refresh:
             data_changing.send(sender=Company, company_ids=ids, since=since, reason=reason)
             _pending().add(ids, since, reason)

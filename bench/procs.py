@@ -1,7 +1,9 @@
 """Child processes for the benchmark: one-shot commands with their own peak RSS, and services.
 
 Peak RSS of a one-shot command comes from ``os.wait4`` (the kernel's ``ru_maxrss`` of that one
-child, not of every child so far); a long-running service's from ``/proc/<pid>/status``
+child, not of every child so far), taken by ``bench/peak.py``, a small process that starts the
+command so that the figure is not the bench's own size (see there); a long-running service's
+from ``/proc/<pid>/status``
 (``VmHWM``) of each process in its tree. Services run in their own session, so stopping one
 signals its process group and nothing else. Everything binds to 127.0.0.1.
 """
@@ -9,12 +11,14 @@ signals its process group and nothing else. Everything binds to 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -46,8 +50,10 @@ def run(
 ) -> Done:
     """Run ``cmd`` to completion; its output, wall time and own peak RSS (MB)."""
     started = time.perf_counter()
+    fd, figures = tempfile.mkstemp(prefix="bench-peak-", suffix=".json")
+    os.close(fd)
     proc = subprocess.Popen(
-        cmd,
+        [PYTHON, str(ROOT / "bench" / "peak.py"), figures, *cmd],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -82,13 +88,19 @@ def run(
         timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     reader.join(timeout=10)
+    try:
+        own = json.loads(Path(figures).read_text() or "{}")
+    except (OSError, ValueError):
+        own = {}  # killed at the timeout: the wrapper's own figures, which include the command's
+    finally:
+        Path(figures).unlink(missing_ok=True)
     return Done(
         returncode=proc.returncode,
         output="".join(lines),
         seconds=time.perf_counter() - started,
-        max_rss_mb=usage.ru_maxrss / 1024,
+        max_rss_mb=own.get("max_rss_kb", usage.ru_maxrss) / 1024,
         timed_out=timed_out.is_set(),
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        cpu_seconds=own.get("cpu_seconds", usage.ru_utime + usage.ru_stime),
     )
 
 

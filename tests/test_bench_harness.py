@@ -103,3 +103,22 @@ def test_the_growth_table_puts_the_books_side_by_side_with_their_slope():
     floor = next(line for line in text.splitlines() if line.startswith("| floor page"))
     assert "1,600,000 | — | 16,000,000 | linear (10.0×)" in pings
     assert "flat (1.1×)" in floor
+
+
+def test_a_commands_peak_rss_is_its_own_not_the_size_of_the_bench_that_started_it():
+    """Linux carries the parent's size into a child's ``ru_maxrss`` across exec: the bench,
+    large after reading the book, once reported it as every command's peak."""
+    import os
+    import sys
+
+    from bench import procs
+
+    ballast = bytearray(400 * 2**20)  # the bench after reading a large book's instances
+    ballast[::4096] = b"x" * len(ballast[::4096])  # touched: resident
+    small = "b = bytearray(30 * 2**20); b[::4096] = b'x' * len(b[::4096])"
+    done = procs.run([sys.executable, "-c", small], env=dict(os.environ), timeout=60)
+    del ballast
+
+    assert done.ok
+    assert 30 <= done.max_rss_mb < 150
+    assert done.cpu_seconds > 0

@@ -147,8 +147,8 @@ def test_every_page_and_healthz_show_the_version(viewer):
 def test_the_procfile_recycles_gunicorn_workers_and_binds_from_the_environment():
     web = _procfile("web")
     assert "--bind ${BIND:-127.0.0.1}:${PORT:-8000}" in web
-    assert "--max-requests ${GUNICORN_MAX_REQUESTS:-1000}" in web
-    assert "--max-requests-jitter ${GUNICORN_MAX_REQUESTS_JITTER:-100}" in web
+    assert "--max-requests ${GUNICORN_MAX_REQUESTS:-10000}" in web
+    assert "--max-requests-jitter ${GUNICORN_MAX_REQUESTS_JITTER:-1000}" in web
     # gunicorn 26+ opens a control socket at ~/.gunicorn/gunicorn.ctl, shared by every gunicorn
     # of the user (the suite's, the bench's): the portal does not use it.
     assert "--no-control-socket" in web

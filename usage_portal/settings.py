@@ -282,6 +282,9 @@ def env_rate(name: str, default: str) -> str:
 
 TOKEN_FAILURE_RATE = env_rate("TOKEN_FAILURE_RATE", "20/m")
 ANONYMOUS_PING_RATE = env_rate("ANONYMOUS_PING_RATE", "120/m")
+# How long a web process trusts a token it verified (instances.services.tokens): a revocation
+# made in another process applies within this many seconds. 0: look every token up each time.
+INGEST_TOKEN_CACHE_SECONDS = env_int("INGEST_TOKEN_CACHE_SECONDS", 10, minimum=0)
 RATELIMIT_USE_CACHE = "throttle"
 
 LANGUAGE_CODE = "en-us"

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
@@ -29,7 +29,7 @@ from instances.models import (
     MonthlyUsage,
     UsagePing,
 )
-from instances.services.bulk_sql import rows_update
+from instances.services.bulk_sql import models_select, rows_update
 from instances.services.inputs import PingInput
 
 logger = logging.getLogger(__name__)
@@ -132,9 +132,18 @@ class LicenseBook:
             return
         md5s = {md5 for md5, _ in pairs if md5}
         shas = {sha for _, sha in pairs if sha}
-        for lic in License.objects.filter(Q(md5__in=md5s) | Q(sha256__in=shas)).select_related(
-            "subscription"
-        ):
+        if connection.vendor == "postgresql":
+            rows = models_select(
+                License,
+                "t.md5 = ANY(%s) OR t.sha256 = ANY(%s)",
+                [sorted(md5s), sorted(shas)],
+                related="subscription",
+            )
+        else:
+            rows = License.objects.filter(Q(md5__in=md5s) | Q(sha256__in=shas)).select_related(
+                "subscription"
+            )
+        for lic in rows:
             self._register(lic)
         for key, item in pairs.items():
             self.by_pair[key] = self._resolve(key, item)

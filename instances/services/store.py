@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -20,7 +20,7 @@ from accounts.changes import ALL_HISTORY, companies_changed
 from accounts.models import Subscription
 from instances.metrics import METRIC_NAMES, failed_text
 from instances.models import Instance, InstanceKind, InstanceType, MappingSource, UsagePing
-from instances.services.bulk_sql import pings_insert, rows_update
+from instances.services.bulk_sql import models_select, pings_existing, pings_insert, rows_update
 from instances.services.inputs import PingInput
 from instances.services.licenses import LicenseBook
 from instances.services.monthly import monthly_refresh, monthly_usage_follow
@@ -123,10 +123,9 @@ def _store(inputs: Sequence[PingInput], source: str) -> StoreSummary:
 
     existing = {
         (iid, recorded): (pid, sid)
-        for iid, recorded, pid, sid in UsagePing.objects.filter(
-            instance_id__in={inst.id for inst in instances.values()},
-            recorded_at__in={i.recorded_at for i in inputs},
-        ).values_list("instance_id", "recorded_at", "id", "subscription_id")
+        for iid, recorded, pid, sid in pings_existing(
+            {inst.id for inst in instances.values()}, {i.recorded_at for i in inputs}
+        )
     }
 
     summary = StoreSummary()
@@ -242,13 +241,21 @@ def _instances_for(inputs: Sequence[PingInput], now: datetime) -> dict[tuple, In
 def _fetch_instances(wanted: dict[tuple, PingInput]) -> dict[tuple, Instance]:
     uuids = {k[1] for k in wanted if k[0] == InstanceKind.SELF_MANAGED}
     namespaces = {k[1] for k in wanted if k[0] == InstanceKind.SAAS}
-    query = Q(pk__in=[])
-    if uuids:
-        query |= Q(kind=InstanceKind.SELF_MANAGED, uuid__in=uuids)
-    if namespaces:
-        query |= Q(kind=InstanceKind.SAAS, namespace_id__in=namespaces)
+    if connection.vendor == "postgresql":
+        rows = models_select(
+            Instance,
+            "(t.kind = %s AND t.uuid = ANY(%s)) OR (t.kind = %s AND t.namespace_id = ANY(%s))",
+            [InstanceKind.SELF_MANAGED, sorted(uuids), InstanceKind.SAAS, sorted(namespaces)],
+        )
+    else:
+        query = Q(pk__in=[])
+        if uuids:
+            query |= Q(kind=InstanceKind.SELF_MANAGED, uuid__in=uuids)
+        if namespaces:
+            query |= Q(kind=InstanceKind.SAAS, namespace_id__in=namespaces)
+        rows = Instance.objects.filter(query)
     found = {}
-    for inst in Instance.objects.filter(query):
+    for inst in rows:
         identity = (
             (InstanceKind.SAAS, inst.namespace_id)
             if inst.kind == InstanceKind.SAAS
@@ -262,7 +269,11 @@ def _fetch_instances(wanted: dict[tuple, PingInput]) -> dict[tuple, Instance]:
 def _subscriptions_by_name(names: set[str]) -> dict[str, Subscription]:
     if not names:
         return {}
-    return {s.name: s for s in Subscription.objects.filter(name__in=names)}
+    if connection.vendor == "postgresql":
+        rows = models_select(Subscription, "t.name = ANY(%s)", [sorted(names)])
+    else:
+        rows = Subscription.objects.filter(name__in=names)
+    return {s.name: s for s in rows}
 
 
 def _instances_touch(

@@ -5,15 +5,25 @@ Only a secret's SHA-256 is stored; the secret itself is shown once, when the tok
 ``ingest_token_authenticate`` is the one check of a presented secret: known, not revoked, not
 expired, and holding the scope the endpoint needs. Creating and revoking are audited;
 revoking is one-way and a token is never deleted (``IngestToken`` refuses both).
+
+A web process remembers the tokens it verified for ``INGEST_TOKEN_CACHE_SECONDS`` (10 s): a busy
+sender's every ping would otherwise pay a query for the same answer, a tenth of what storing
+the ping costs the web process. Scopes and expiry never change after creation (expiry is
+still checked on every call); a revocation applies at once in the process that made it and
+within that many seconds in the others. Only verified secrets are remembered: an unknown or
+revoked one is looked up every time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -34,6 +44,39 @@ class TokenRefused(Exception):
 
 def _hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class _VerifiedTokens:
+    """This process's verified tokens by hash, each for ``INGEST_TOKEN_CACHE_SECONDS``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, tuple[float, IngestToken]] = {}
+
+    def get(self, token_hash: str) -> IngestToken | None:
+        entry = self._tokens.get(token_hash)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, token: IngestToken) -> None:
+        seconds = settings.INGEST_TOKEN_CACHE_SECONDS
+        if seconds <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if len(self._tokens) >= 1000:  # bounded: drop what has lapsed, else start afresh
+                self._tokens = {k: v for k, v in self._tokens.items() if v[0] > now}
+                if len(self._tokens) >= 1000:
+                    self._tokens = {}
+            self._tokens[token.token_hash] = (now + seconds, token)
+
+    def forget(self, token_id: int) -> None:
+        with self._lock:
+            self._tokens = {k: v for k, v in self._tokens.items() if v[1].pk != token_id}
+
+
+_verified = _VerifiedTokens()
 
 
 def ingest_token_create(
@@ -84,6 +127,9 @@ def ingest_token_revoke(*, token: IngestToken, by=None) -> bool:
         )
         if revoked:
             token.revoked_at = now
+            # Now, and again once committed: meanwhile another thread may read it unrevoked.
+            _verified.forget(token.pk)
+            transaction.on_commit(lambda: _verified.forget(token.pk))
             audit_record(
                 actor=by,
                 action=AuditAction.TOKEN_REVOKED,
@@ -99,7 +145,12 @@ def ingest_token_authenticate(secret: str, *, scope: str) -> IngestToken:
     Raises ``TokenRefused``: 401 for an unknown, revoked or expired secret, 403 for a valid
     token without ``scope``.
     """
-    token = IngestToken.objects.filter(token_hash=_hash_token(secret)).first() if secret else None
+    token_hash = _hash_token(secret) if secret else ""
+    token = _verified.get(token_hash) if token_hash else None
+    if token is None and token_hash:
+        token = IngestToken.objects.filter(token_hash=token_hash).first()
+        if token is not None and token.revoked_at is None:
+            _verified.put(token)
     if token is None or token.revoked_at is not None:
         raise TokenRefused(401, "invalid or revoked ingest token")
     now = timezone.now()
@@ -111,4 +162,5 @@ def ingest_token_authenticate(secret: str, *, scope: str) -> IngestToken:
     # Touch at most once a minute: a busy sender should not cost a write per ping.
     if token.last_used_at is None or token.last_used_at < now - timedelta(minutes=1):
         IngestToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
     return token

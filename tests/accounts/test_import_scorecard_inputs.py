@@ -155,8 +155,8 @@ def test_an_import_runs_the_same_queries_whatever_its_size(
         TicketRow(n + 2, "0011", dt.date(start.year + n // 12, n % 12 + 1, 1), n)
         for n in range(months)
     ]
-    # Companies, existing rows, one insert, the account's touch (lock + update), its pending
-    # refresh and the savepoints of the two atomic blocks: 10, for 2 rows as for 40.
-    with django_assert_num_queries(8):
+    # Companies, existing rows, one insert, the account's touch (one statement), its pending
+    # refresh and the savepoints of the atomic block: 7, for 2 rows as for 40.
+    with django_assert_num_queries(7):
         summary = support_tickets_import(rows=rows)
     assert (summary.created, summary.updated) == (months, 0)

@@ -144,6 +144,75 @@ def test_an_outage_is_every_waiting_requests_error_and_the_batcher_recovers():
     assert batcher.store(Item("4")).ping_id == 1004
 
 
+# --------------------------------------------------------------------------------------------------
+# Under load a leader lingers for a batch as large as the one before
+
+
+def _busy(batcher: PingBatcher, recorder: Recorder, size: int) -> None:
+    """Leave ``batcher`` as after a batch of ``size`` pings (labels 901…)."""
+    _held_run(recorder, batcher, [str(900 + n) for n in range(size + 1)])
+    recorder.batches.clear()
+    recorder.hold_first = False
+    recorder.release.clear()
+    recorder.entered.clear()
+
+
+def test_after_a_batch_of_several_the_next_leader_waits_for_as_many_and_stores_them_together():
+    recorder = Recorder()
+    batcher = PingBatcher(recorder, linger=10)
+    _busy(batcher, recorder, 3)  # the batch before held three
+
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(batcher.store, Item("1"))
+        _queued(batcher, 1)
+        time.sleep(0.05)
+        assert recorder.batches == []  # the leader is waiting for two more
+        rest = [pool.submit(batcher.store, Item(label)) for label in ("2", "3")]
+        assert first.result(timeout=5).ping_id == 1001
+        assert [r.result(timeout=5).ping_id for r in rest] == [1002, 1003]
+
+    assert [sorted(b) for b in recorder.batches] == [["1", "2", "3"]]
+
+
+def test_a_leader_waits_no_longer_than_the_linger():
+    recorder = Recorder()
+    batcher = PingBatcher(recorder, linger=0.05)
+    _busy(batcher, recorder, 4)
+
+    started = time.monotonic()
+    assert batcher.store(Item("1")).ping_id == 1001
+    waited = time.monotonic() - started
+
+    assert 0.04 <= waited < 5
+    assert recorder.batches == [["1"]]
+    # That batch held one: the next leader does not wait at all.
+    started = time.monotonic()
+    assert batcher.store(Item("2")).ping_id == 1002
+    assert time.monotonic() - started < 0.04
+
+
+def test_a_ping_at_rest_waits_for_nothing():
+    recorder = Recorder()
+    batcher = PingBatcher(recorder, linger=10)
+
+    started = time.monotonic()
+    assert batcher.store(Item("7")).ping_id == 1007
+
+    assert time.monotonic() - started < 5
+    assert recorder.batches == [["7"]]
+
+
+def test_a_busy_spell_long_past_makes_no_one_wait(monkeypatch):
+    recorder = Recorder()
+    batcher = PingBatcher(recorder, linger=10)
+    _busy(batcher, recorder, 5)
+    real, later = time.monotonic, batching.BUSY_FOR + 1
+    monkeypatch.setattr(batching.time, "monotonic", lambda: real() + later)
+
+    assert batcher.store(Item("7")).ping_id == 1007
+    assert recorder.batches == [["7"]]
+
+
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 @override_settings(ALLOW_ANONYMOUS_PINGS=True)

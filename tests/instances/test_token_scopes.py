@@ -289,3 +289,73 @@ def test_the_admin_revokes_and_never_deletes(client, ops):
     assert event.actor == ops and event.target_id == str(token.pk)
     with pytest.raises(TokenRefused):
         ingest_token_authenticate(secret, scope="ingest")
+
+
+# --------------------------------------------------------------------------------------------------
+# A web process remembers the tokens it verified, briefly (INGEST_TOKEN_CACHE_SECONDS)
+
+
+def test_a_verified_token_is_not_looked_up_again_while_remembered(
+    django_assert_num_queries, settings
+):
+    settings.INGEST_TOKEN_CACHE_SECONDS = 10
+    token, secret = ingest_token_create(name="busy sender")
+    assert ingest_token_authenticate(secret, scope="ingest") == token
+    with django_assert_num_queries(0):
+        assert ingest_token_authenticate(secret, scope="ingest") == token
+
+
+def test_with_no_memory_every_request_looks_the_token_up(django_assert_num_queries, settings):
+    settings.INGEST_TOKEN_CACHE_SECONDS = 0
+    _, secret = ingest_token_create(name="t")
+    ingest_token_authenticate(secret, scope="ingest")
+    with django_assert_num_queries(1):
+        ingest_token_authenticate(secret, scope="ingest")
+
+
+def test_a_revocation_in_this_process_applies_at_once(settings):
+    settings.INGEST_TOKEN_CACHE_SECONDS = 3600
+    token, secret = ingest_token_create(name="leaked")
+    ingest_token_authenticate(secret, scope="ingest")
+    assert ingest_token_revoke(token=token) is True
+    with pytest.raises(TokenRefused) as refusal:
+        ingest_token_authenticate(secret, scope="ingest")
+    assert refusal.value.status == 401
+
+
+def test_a_revocation_made_elsewhere_applies_once_the_memory_lapses(monkeypatch, settings):
+    from instances.services import tokens
+
+    settings.INGEST_TOKEN_CACHE_SECONDS = 10
+    clock = [1000.0]
+    monkeypatch.setattr(tokens.time, "monotonic", lambda: clock[0])
+    _, secret = ingest_token_create(name="leaked")
+    ingest_token_authenticate(secret, scope="ingest")
+    # Another process (the admin's) revokes it: this one's memory does not know yet.
+    IngestToken.objects.update(revoked_at=timezone.now())
+    clock[0] += 9
+    ingest_token_authenticate(secret, scope="ingest")
+    clock[0] += 2
+    with pytest.raises(TokenRefused) as refusal:
+        ingest_token_authenticate(secret, scope="ingest")
+    assert refusal.value.status == 401
+
+
+def test_a_remembered_token_still_expires_on_time(monkeypatch, settings):
+    from instances.services import tokens
+
+    settings.INGEST_TOKEN_CACHE_SECONDS = 3600
+    expires = timezone.now() + timedelta(minutes=5)
+    _, secret = ingest_token_create(name="t", expires_at=expires)
+    ingest_token_authenticate(secret, scope="ingest")
+    monkeypatch.setattr(tokens.timezone, "now", lambda: expires + timedelta(seconds=1))
+    with pytest.raises(TokenRefused) as refusal:
+        ingest_token_authenticate(secret, scope="ingest")
+    assert "expired" in refusal.value.message
+
+
+def test_an_unknown_secret_is_looked_up_every_time(django_assert_num_queries, settings):
+    settings.INGEST_TOKEN_CACHE_SECONDS = 3600
+    for _ in range(2):
+        with django_assert_num_queries(1), pytest.raises(TokenRefused):
+            ingest_token_authenticate("upt_not-a-token", scope="ingest")
