@@ -662,7 +662,8 @@ def instances_content(
     history; apply-now forms (``can_apply``) come back to ``back``."""
     items = selectors.instances_list(company, only=selectors.INSTANCE_ROW)
     by_id = {i.pk: i for i in items}
-    pending_changes, recent_changes = selectors.label_changes_of_instances(by_id)
+    pending_changes = selectors.label_changes_pending(company, instances=by_id)
+    recent_changes = selectors.label_changes_recent(company, instances=by_id)
     scheme = active_scheme()
     stale_before = timezone.now() - timedelta(days=stale_days)
     stale = {i.pk for i in items if i.last_ping_at is not None and i.last_ping_at < stale_before}

@@ -163,39 +163,6 @@ def label_changes_recent(
     return _with_instances(changes, instances)
 
 
-def label_changes_of_instances(instances: Mapping[int, Instance], *, limit: int = 40) -> tuple:
-    """(pending, recent) of ``label_changes_pending`` and ``label_changes_recent`` for these
-    instances (an account's, by id), in one query: the pending ones and the latest ``limit``.
-
-    The Instances section shows both: one query instead of two saves a round trip, a plan and
-    an ORM compile of the 81-id list (0.6 ms of the largest account's page, measured).
-    """
-    if not instances:
-        return [], []
-    ids = list(instances)
-    latest = (
-        LabelChange.objects.filter(instance_id__in=ids)
-        .order_by("-requested_at", "-id")
-        .values("id")[:limit]
-    )
-    pending_ids = LabelChange.objects.pending().filter(instance_id__in=ids).values("id")
-    rows = _with_instances(
-        LabelChange.objects.filter(instance_id__in=ids)
-        .filter(Q(id__in=pending_ids) | Q(id__in=latest))
-        .select_related("applied_by")
-        .order_by("-requested_at", "-id"),
-        instances,
-    )
-    # The rows are the latest ``limit`` in the same order as the subquery, then the pending ones
-    # older than those: the first ``limit`` rows are the latest.
-    recent = rows[:limit]
-    pending = sorted(
-        (row for row in rows if row.is_pending),
-        key=lambda row: (row.effective_at, row.pk),
-    )
-    return pending, recent
-
-
 def license_mapping_history(instance: Instance, *, limit: int = 40) -> list[LicenseMappingChange]:
     """How the licenses this instance reports (now or in any stored ping) were mapped, newest
     first: the subscriptions, and so the accounts, its usage went to. One query."""
