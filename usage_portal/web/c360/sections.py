@@ -660,7 +660,9 @@ def instances_content(
     """The Instances section's content (``accounts/_instances_content.html``): every instance's
     row (⋮ menu, labels, pending changes, health status), the health overview and the label
     history; apply-now forms (``can_apply``) come back to ``back``."""
-    items = selectors.instances_list(company, only=selectors.INSTANCE_ROW)
+    # Every column: for 81 rows, Django's deferred loading (``only``) cost more than the five
+    # columns it leaves out (0.15-0.2 ms, measured on the 50,000-account book).
+    items = selectors.instances_list(company)
     by_id = {i.pk: i for i in items}
     pending_changes = selectors.label_changes_pending(company, instances=by_id)
     recent_changes = selectors.label_changes_recent(company, instances=by_id)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from django.db import connection
-from django.db.models import Count, F, IntegerField, Q
+from django.db.models import BooleanField, Count, F, IntegerField, Q
 from django.db.models.expressions import RawSQL
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -96,8 +96,6 @@ def subscriptions_list(company: Company) -> list:
 INSTANCE_NAME = ("kind", "uuid", "hostname", "namespace_id", "namespace_path")
 #: What the NOT Production report shows of an instance: name, labels, version, last ping.
 INSTANCE_USAGE = (*INSTANCE_NAME, "instance_type", "health_inclusion", "version", "last_ping_at")
-#: What the Instances section shows and asks the health rule about.
-INSTANCE_ROW = (*INSTANCE_USAGE, "subscription_id", "edition", "first_ping_at")
 #: What the Instances section shows of a subscription and the health rule reads.
 SUBSCRIPTION_ROW = ("name", "plan", "licensed_seats", "status", "start_date", "end_date")
 
@@ -179,13 +177,22 @@ def license_mapping_history(instance: Instance, *, limit: int = 40) -> list[Lice
     )
 
 
-def _on_account(company: Company, instances: Mapping[int, Instance] | None) -> Q:
-    """The account's label changes: by its instances' ids when the page has them. PostgreSQL
-    then reads each instance's changes from its index; joined to the account instead, it
-    scanned the whole change table (4 ms at 5,000 accounts, growing with the book)."""
-    if instances is not None:
-        return Q(instance_id__in=list(instances))
-    return Q(instance__company=company)
+def _on_account(company: Company, instances: Mapping[int, Instance] | None):
+    """The account's label changes (a filter): by its instances' ids when the page has them.
+
+    PostgreSQL then reads each instance's changes from its index; joined to the account
+    instead, it scanned the whole change table (4 ms at 5,000 accounts, growing with the
+    book). The ids go as one array (``= ANY``): as an ``IN`` list of the largest account's 81,
+    compiling and planning them cost 0.3 ms a query (measured on the 50,000-account book).
+    """
+    if instances is None:
+        return Q(instance__company=company)
+    ids = list(instances)
+    if connection.vendor != "postgresql":
+        return Q(instance_id__in=ids)
+    qn = connection.ops.quote_name
+    column = f"{qn(LabelChange._meta.db_table)}.{qn('instance_id')}"
+    return RawSQL(f"{column} = ANY(%s)", [ids], output_field=BooleanField())
 
 
 def _with_instances(changes, instances: Mapping[int, Instance] | None) -> list:
