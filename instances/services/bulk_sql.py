@@ -29,6 +29,9 @@ def pings_insert(pings: list[UsagePing]) -> None:
     """
     if not pings:
         return
+    # In (instance, moment) order, as every writer does: two batches inserting the same new
+    # pings in different orders would wait on each other's unique-index entries.
+    pings = sorted(pings, key=lambda ping: (ping.instance_id, ping.recorded_at))
     if connection.vendor != "postgresql":
         UsagePing.objects.bulk_create(pings, batch_size=500)
         return
@@ -157,6 +160,10 @@ def rows_update(model, objs: Sequence, fields: list[str]) -> None:
     """
     if not objs:
         return
+    # In primary-key order, as every writer does: two batches updating the same rows in
+    # different orders would deadlock (seen with two web processes storing pings of one
+    # account's licenses at once).
+    objs = sorted(objs, key=lambda obj: obj.pk)
     meta = model._meta
     columns = [meta.get_field(name) for name in fields]
     qn = connection.ops.quote_name

@@ -55,7 +55,8 @@ def monthly_refresh(*, pings: Iterable[UsagePing], instances: dict | None = None
     )
     prepare = db_preparers(fields)
     params = []
-    for (iid, month), ping in latest.items():
+    # In key order, as every writer does (see ``rows_update``).
+    for (iid, month), ping in sorted(latest.items(), key=lambda entry: entry[0]):
         values = [iid, month, companies.get(iid), ping.id, ping.recorded_at, ping.version]
         values += [getattr(ping, name) for name in (*METRIC_NAMES, FAILED_FIELD)]
         params.append(

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -28,6 +28,9 @@ from instances.versions import parse_version
 from instances.versions import sort_key as version_sort
 
 logger = logging.getLogger(__name__)
+
+#: PostgreSQL's SQLSTATE for a transaction it failed to break a deadlock.
+DEADLOCK = "40P01"
 
 
 @dataclass(slots=True)
@@ -75,7 +78,7 @@ def pings_store(*, inputs: Sequence[PingInput], source: str, refresh: bool = Tru
     once the transaction commits; bulk loaders pass ``refresh=False`` and call
     ``accounts.changes.companies_changed`` once at the end with ``summary.company_ids``.
     A concurrent writer storing the same instance, license or ping makes the batch retry once,
-    after which that ping counts as a duplicate.
+    after which that ping counts as a duplicate; so does a deadlock with another writer.
     """
     if not inputs:
         return StoreSummary()
@@ -98,6 +101,12 @@ def pings_store(*, inputs: Sequence[PingInput], source: str, refresh: bool = Tru
             if attempt == 2:
                 raise
             logger.info("ping batch raced with another writer; retrying once")
+        except OperationalError as exc:
+            # PostgreSQL broke a lock cycle with another writer by failing this transaction:
+            # nothing of it was written, and alone again it goes through.
+            if attempt == 2 or getattr(exc.__cause__, "sqlstate", None) != DEADLOCK:
+                raise
+            logger.warning("ping batch deadlocked with another writer; retrying once")
     raise AssertionError("unreachable")
 
 

@@ -190,6 +190,68 @@ def test_two_writers_storing_the_same_ping_at_once_store_it_once():
     assert License.objects.count() == 1
 
 
+def test_a_batch_that_deadlocks_with_another_writer_is_stored_on_its_retry(monkeypatch, caplog):
+    from django.db import OperationalError
+
+    from instances.services import store as store_module
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    real, calls = store_module._store, []
+
+    def deadlocking_once(inputs, source):
+        calls.append(len(inputs))
+        if len(calls) == 1:
+            raise OperationalError("deadlock detected") from Deadlock()
+        return real(inputs, source)
+
+    monkeypatch.setattr(store_module, "_store", deadlocking_once)
+    summary = store(payload())
+
+    assert calls == [1, 1]
+    assert [o.status for o in summary.outcomes] == ["accepted"]
+    assert UsagePing.objects.count() == 1
+    assert "deadlocked with another writer" in caplog.text
+
+
+def test_a_database_away_is_not_retried_as_a_deadlock(monkeypatch):
+    from django.db import OperationalError
+
+    from instances.services import store as store_module
+
+    calls = []
+
+    def away(inputs, source):
+        calls.append(1)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(store_module, "_store", away)
+    with pytest.raises(OperationalError):
+        store(payload())
+    assert calls == [1]
+
+
+def test_rows_are_updated_in_primary_key_order(monkeypatch):
+    from instances.services.bulk_sql import rows_update
+
+    first = store(payload(uuid=UUID)).outcomes[0]
+    store(payload(uuid="00000000-0000-4000-8000-000000000009"))
+    instances = list(Instance.objects.order_by("-pk"))
+    assert [i.pk for i in instances] == sorted((i.pk for i in instances), reverse=True)
+    seen = []
+
+    def spy(execute, sql, params, many, context):
+        if sql.startswith("UPDATE"):
+            seen.extend(row[-1] for row in params)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        rows_update(Instance, instances, ["hostname"])
+    assert seen == sorted(i.pk for i in instances)
+    assert first.ping_id
+
+
 # --------------------------------------------------------------------------------------------------
 # License identity: md5 only (< 15.2), both (15.2 – 16.1), sha256 only (16.2+) are ONE license
 
