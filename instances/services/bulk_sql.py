@@ -39,10 +39,10 @@ def pings_insert(pings: list[UsagePing]) -> None:
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     qn = connection.ops.quote_name
     if len(pings) < COPY_FROM:
-        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        values = "(" + ", ".join(["%s"] * len(fields)) + ")"
         sql = (
             f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-            f"VALUES {', '.join([row] * len(pings))} RETURNING {qn(meta.pk.column)}"
+            f"VALUES {', '.join([values] * len(pings))} RETURNING {qn(meta.pk.column)}"
         )
         # Plain Python values, as COPY takes them below; rows come back in VALUES order.
         params = [getattr(ping, f.attname) for ping in pings for f in fields]
@@ -121,16 +121,16 @@ def models_select(model, where: str, params: Sequence, *, related: str | None = 
         cursor.execute(sql, list(params))
         rows = cursor.fetchall()
     names = [f.attname for f in fields]
+    joined_names = [f.attname for f in joined]
     out = []
     width = len(fields)
     for row in rows:
         obj = model.from_db(connection.alias, names, row[:width])
         if related is not None:
-            other = row[width:]
             value = (
                 None
                 if getattr(obj, fk.attname) is None
-                else target.from_db(connection.alias, [f.attname for f in joined], other)
+                else target.from_db(connection.alias, joined_names, row[width:])
             )
             fk.set_cached_value(obj, value)
         out.append(obj)

@@ -209,7 +209,9 @@ def test_a_busy_spell_long_past_makes_no_one_wait(monkeypatch):
     real, later = time.monotonic, batching.BUSY_FOR + 1
     monkeypatch.setattr(batching.time, "monotonic", lambda: real() + later)
 
+    started = real()
     assert batcher.store(Item("7")).ping_id == 1007
+    assert real() - started < 5  # not the 10 s linger
     assert recorder.batches == [["7"]]
 
 
