@@ -273,6 +273,7 @@ def main(argv=None) -> int:
     results.meta["phase_seconds"] = {k: round(v, 1) for k, v in timings.items()}
     results.meta["finished_at"] = datetime.now(UTC).isoformat()
     results.meta["machine"]["load_average_at_end"] = os.getloadavg()
+    results.meta["machine"]["python_loop_ms_at_end"] = python_loop_ms()
     note = "dataset reused" if info.get("reused") else "dataset generated in this run"
     results.add(
         "memory",
@@ -404,6 +405,19 @@ def _flush_redis(url: str) -> None:
     redis.Redis.from_url(url).flushdb()
 
 
+def python_loop_ms() -> float:
+    """The machine's speed at one fixed pure-Python task (ms, the best of five), at the start
+    and the end of a run: two machines of the same kind gave every absolute figure about three
+    times apart (the 2026-12-07 one took 200-340 ms here, varying from minute to minute), and
+    a figure is read against the speed it was taken at."""
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        sum(range(10_000_000))
+        best = min(best, (time.perf_counter() - t0) * 1000)
+    return round(best, 1)
+
+
 def _meta(args, db_url: str, redis_url: str) -> dict:
     def git(*cmd):
         try:
@@ -422,6 +436,7 @@ def _meta(args, db_url: str, redis_url: str) -> dict:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "load_average_at_start": os.getloadavg(),
+            "python_loop_ms_at_start": python_loop_ms(),
         },
         "database": dataset.db_name(db_url),
         "redis": redis_url,

@@ -79,6 +79,7 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("usage_portal.middleware", INTERFACES),
     ("usage_portal.dbrouting", INTERFACES),  # the read replica's router and middleware
     ("usage_portal.sentry", INTERFACES),  # started by the settings
+    ("usage_portal.caches", INTERFACES),  # the Redis cache backend the settings name
     ("*.admin", INTERFACES),
     ("*.apps", INTERFACES),
     ("*.management", INTERFACES),

@@ -122,3 +122,12 @@ def test_a_commands_peak_rss_is_its_own_not_the_size_of_the_bench_that_started_i
     assert done.ok
     assert 30 <= done.max_rss_mb < 150
     assert done.cpu_seconds > 0
+
+
+def test_a_run_records_the_machines_speed_at_its_start():
+    from bench.run import _meta
+
+    meta = _meta(parse_args(["--quick"]), "postgres:///usage_portal_bench", "redis://x/0")
+
+    speed = meta["machine"]["python_loop_ms_at_start"]
+    assert isinstance(speed, float) and 1 < speed < 60_000

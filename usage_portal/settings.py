@@ -401,7 +401,7 @@ CACHE_URL = os.environ.get("CACHE_URL", "") or os.environ.get("REDIS_URL", "")
 CACHES = {
     "default": (
         {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "usage_portal.caches.RedisCache",
             "LOCATION": CACHE_URL,
             "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "usage-portal"),
             # A hung Redis must cost a page a short wait, not a worker thread for minutes: the
@@ -422,7 +422,7 @@ CACHES = {
     # cache, shared through Redis when there is one.
     "throttle": (
         {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "usage_portal.caches.RedisCache",
             "LOCATION": CACHE_URL,
             "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "usage-portal") + "-throttle",
             "OPTIONS": {

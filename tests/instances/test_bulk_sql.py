@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from django.db import IntegrityError, connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.changes import ALL_HISTORY
 from instances.models import Instance, License, UsagePing
-from instances.services.bulk_sql import models_select, pings_existing
+from instances.services.bulk_sql import models_select, pings_existing, pings_insert
 from scoring.listeners import record_pending
 from scoring.models import PendingRefresh
 from tests.factories import (
@@ -88,3 +90,54 @@ def test_pending_marks_keep_every_kind_of_first_changed_day(since):
         (b.pk, since, ("new ping" * 20)[:64]),
     ]
     assert all(r.created_at is not None for r in rows)
+
+
+def _new_pings(instances, *, at: datetime, **values) -> list[UsagePing]:
+    return [
+        UsagePing(instance=inst, recorded_at=at + timedelta(minutes=n), source="http", **values)
+        for n, inst in enumerate(instances)
+    ]
+
+
+def test_few_pings_go_in_one_insert_whose_text_is_the_same_for_every_batch_size():
+    # The same text for one ping and for three is what lets psycopg parse it once; rows are
+    # stored with every kind of value a ping has (bytes, NULL metrics, a boolean, text).
+    first, second, third = InstanceFactory(), InstanceFactory(), InstanceFactory()
+    at = datetime(2026, 11, 2, 8, 30, 15, 123456, tzinfo=UTC)
+    one = _new_pings([first], at=at, raw_payload=b"\x00\xffraw", license_trial=True)
+    # Out of (instance, moment) order on purpose: ids must still land on their own pings.
+    three = _new_pings(
+        [third, second, first],
+        at=at + timedelta(days=1),
+        version="17.5.1",
+        license_trial=None,
+        active_users=12,
+    )
+    three[0].ci_builds_l28 = 2**40
+
+    with CaptureQueriesContext(connection) as single:
+        pings_insert(one)
+    with CaptureQueriesContext(connection) as batch:
+        pings_insert(three)
+
+    assert len(single) == len(batch) == 1
+    assert single[0]["sql"] == batch[0]["sql"]
+    for ping in one + three:
+        stored = UsagePing.objects.get(pk=ping.pk)
+        assert (stored.instance_id, stored.recorded_at) == (ping.instance_id, ping.recorded_at)
+        for f in UsagePing._meta.concrete_fields:
+            value = getattr(stored, f.attname)
+            assert (bytes(value) if isinstance(value, memoryview) else value) == getattr(
+                ping, f.attname
+            ), f.attname
+        assert not ping._state.adding
+    assert UsagePing.objects.count() == 4
+
+
+def test_a_ping_inserted_twice_is_an_integrity_error():
+    inst = InstanceFactory()
+    at = datetime(2026, 11, 2, tzinfo=UTC)
+    pings_insert(_new_pings([inst], at=at))
+
+    with pytest.raises(IntegrityError):
+        pings_insert(_new_pings([inst], at=at))

@@ -126,7 +126,7 @@ def test_readyz_names_the_cache_when_it_cannot_be_reached():
     caches = {
         **settings.CACHES,
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "usage_portal.caches.RedisCache",
             "LOCATION": closed,
             "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         },

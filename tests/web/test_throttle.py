@@ -165,7 +165,7 @@ def test_a_cache_that_is_down_costs_the_limit_not_the_request(low_limits):
     low_limits.CACHES = {
         **low_limits.CACHES,
         "throttle": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "usage_portal.caches.RedisCache",
             "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1
             "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
         },
