@@ -97,6 +97,12 @@ def _off() -> bool:
     return settings.C360_CACHE_SECONDS <= 0 or _CACHE_FAILED.get()
 
 
+def caching() -> bool:
+    """Whether parts are looked up in the cache now (not turned off, not failed just now): a
+    signature that costs a query is worth computing only then."""
+    return not _off()
+
+
 #: Set while a part is built because the cache just failed: the levels under it (content,
 #: pieces) build without asking it, so that a hung cache costs a page one timeout, not one each.
 _CACHE_FAILED: ContextVar[bool] = ContextVar("c360_cache_failed", default=False)

@@ -130,6 +130,10 @@ def instance_type_counts(company: Company) -> dict[str, int]:
     return {r["instance_type"]: r["n"] for r in rows.annotate(n=Count("id")).order_by()}
 
 
+#: Label changes the Instances section lists in its history.
+RECENT_CHANGES = 40
+
+
 def label_changes_pending(
     company: Company,
     *,
@@ -140,10 +144,10 @@ def label_changes_pending(
 
     ``instances`` (the account's, by id) are attached instead of joined when the page has them.
     """
-    changes = LabelChange.objects.pending().filter(_on_account(company, instances))
+    changes = _pending_changes(_on_account(company, instances))
     if instance is not None:
         changes = changes.filter(instance=instance)
-    return _with_instances(changes.order_by("effective_at", "id"), instances)
+    return _with_instances(changes, instances)
 
 
 def label_changes_recent(
@@ -151,14 +155,58 @@ def label_changes_recent(
     *,
     instance: Instance | None = None,
     instances: Mapping[int, Instance] | None = None,
-    limit: int = 40,
+    limit: int = RECENT_CHANGES,
 ) -> list:
     """The audit trail: the latest label changes on the account (or one instance)."""
     changes = LabelChange.objects.filter(_on_account(company, instances))
     if instance is not None:
         changes = changes.filter(instance=instance)
-    changes = changes.select_related("applied_by").order_by("-requested_at")[:limit]
-    return _with_instances(changes, instances)
+    return _with_instances(_recent_changes(changes, limit), instances)
+
+
+def _pending_changes(on_account):
+    return LabelChange.objects.pending().filter(on_account).order_by("effective_at", "id")
+
+
+def _recent_changes(changes, limit: int):
+    # Newest first; of two requested at the same moment, the later one first.
+    return changes.select_related("applied_by").order_by("-requested_at", "-id")[:limit]
+
+
+def instances_digest(company: Company, *, stale_before) -> tuple[str | None, ...] | None:
+    """PostgreSQL: a digest of every row the Instances section is built from, in one query,
+    without loading them (None on other databases).
+
+    The same rows as ``instances_list``, ``label_changes_pending`` and ``label_changes_recent``
+    read (the same querysets, every column they select), and which instances are stale: equal
+    digests, equal content. After a write that changed none of them (a ping touches the account
+    many times a day), the section's finished HTML is found by this digest, and the 81 instances
+    and 40 changes of the largest account are not read and built into objects just to learn
+    that they are as they were (10 of the 14 ms of that first view, measured).
+    """
+    if connection.vendor != "postgresql":
+        return None
+    own = Instance.objects.filter(company=company)
+    on_account = Q(instance_id__in=own.values("pk"))
+    querysets = (
+        own.order_by("pk"),
+        Subscription.objects.filter(pk__in=own.values("subscription_id"))
+        .only(*SUBSCRIPTION_ROW)
+        .order_by("pk"),
+        _pending_changes(on_account),
+        _recent_changes(LabelChange.objects.filter(on_account), RECENT_CHANGES),
+        own.filter(last_ping_at__lt=stale_before).order_by("pk").values_list("pk"),
+    )
+    parts, params = [], []
+    for queryset in querysets:
+        sql, args = queryset.query.sql_with_params()
+        # Every selected column of every row, in the queryset's order (an aggregate takes a
+        # sorted subquery's rows in its order).
+        parts.append(f"(SELECT md5(string_agg(r::text, '|')) FROM ({sql}) r)")
+        params.extend(args)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(parts), params)
+        return tuple(cursor.fetchone())
 
 
 def license_mapping_history(instance: Instance, *, limit: int = 40) -> list[LicenseMappingChange]:
