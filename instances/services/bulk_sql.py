@@ -37,12 +37,12 @@ def pings_insert(pings: list[UsagePing]) -> None:
         UsagePing.objects.bulk_create(pings, batch_size=500)
         return
     meta = UsagePing._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    fields = _ping_fields()
     if len(pings) < COPY_FROM:
         # One array per column, whatever the batch's size: the statement's text never changes,
-        # so psycopg parses it once (a VALUES list of 41 placeholders a row is parsed again for
-        # every batch: a quarter of a five-ping batch's CPU, measured), and the arrays go in
-        # binary (the payloads as bytes, not hex text).
+        # so psycopg parses it once (a VALUES list of 41 placeholders a row was parsed again for
+        # every batch, a tenth of a five-ping batch's CPU), and the arrays go in binary (the
+        # payloads as bytes, not hex text): the batch's store ~10 % less CPU, measured.
         columns = [[getattr(ping, f.attname) for ping in pings] for f in fields]
         with bound_cursor() as cursor:
             cursor.execute(_insert_sql(), columns)
@@ -137,11 +137,17 @@ def models_select(model, where: str, params: Sequence, *, related: str | None = 
 
 
 @functools.cache
+def _ping_fields() -> list:
+    """The ping's columns a writer sets: every one but the id."""
+    return [f for f in UsagePing._meta.concrete_fields if not f.primary_key]
+
+
+@functools.cache
 def _insert_sql() -> str:
     """INSERT of one array per column; each row's id comes back with its (instance, moment),
     unique among stored pings, so no reliance on the order RETURNING gives them in."""
     meta = UsagePing._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    fields = _ping_fields()
     qn = connection.ops.quote_name
     arrays = ", ".join(f"%b::{_pg_type(f)}[]" for f in fields)  # %b: binary
     return (

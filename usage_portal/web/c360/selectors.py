@@ -182,7 +182,8 @@ def instances_digest(company: Company, *, stale_before) -> tuple[str | None, ...
     digests, equal content. After a write that changed none of them (a ping touches the account
     many times a day), the section's finished HTML is found by this digest, and the 81 instances
     and 40 changes of the largest account are not read and built into objects just to learn
-    that they are as they were (10 of the 14 ms of that first view, measured).
+    that they are as they were: reading and signing them was ~40 % of that first view, the
+    digest query costs about a tenth of it (measured on the 50,000-account book).
     """
     if connection.vendor != "postgresql":
         return None
